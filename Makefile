@@ -1,0 +1,44 @@
+# stylize: libstylize (core/), its command-line tool, and FFmpeg with the
+# `stylize` filter. Run ./configure first (make runs it with defaults if not).
+
+-include config.mk
+BUILD ?= build
+PREFIX ?= /usr/local
+CC ?= cc
+ENABLE_FFMPEG ?= yes
+PYTHON := /usr/bin/python3
+TOP := $(CURDIR)
+
+.PHONY: all lib tools check check-core deps install uninstall clean distclean demo help
+all: lib tools $(if $(filter yes,$(ENABLE_FFMPEG)),ffmpeg)
+
+config.mk:
+	./configure
+
+help:
+	@echo "make            build libstylize, stylize-image and ffmpeg/ffprobe/ffplay with the filter"
+	@echo "make deps       install the build and test dependencies (Debian/Ubuntu, needs root)"
+	@echo "make demo       stylize a sample video and image with a model (see README)"
+	@echo "make check      run every test (reference vs PyTorch, TIN, sanitizers, ffmpeg)"
+	@echo "make install    install libstylize, stylize.pc and the header (PREFIX, DESTDIR)"
+
+deps:
+	sh tools/install_deps.sh
+
+include core/core.mk
+-include mk/ffmpeg.mk
+
+# Tests: one pytest run covers the core (release and ASan/UBSan builds),
+# the converter and the ffmpeg integration.
+PYTEST_ARGS ?=
+check: lib tools sanitize $(if $(filter yes,$(ENABLE_FFMPEG)),ffmpeg)
+	STYLIZE_BUILD=$(TOP)/$(BUILD) $(PYTHON) -m pytest -q -ra tests $(PYTEST_ARGS)
+
+check-core: lib tools sanitize
+	STYLIZE_BUILD=$(TOP)/$(BUILD) STYLIZE_NO_FFMPEG=1 $(PYTHON) -m pytest -q -ra tests $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(BUILD)/lib $(BUILD)/obj $(BUILD)/bin/stylize-* $(BUILD)/asan $(BUILD)/tests $(BUILD)/pkgconfig
+
+distclean:
+	rm -rf $(BUILD) config.mk

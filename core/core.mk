@@ -1,0 +1,80 @@
+# libstylize: static and shared library, stylize-image, C tests, and an
+# AddressSanitizer/UBSan build of the same for `make check`.
+
+CORE_SRC := $(sort $(wildcard core/src/*.c))
+CORE_HDR := core/include/stylize.h $(wildcard core/src/*.h)
+CORE_PKGS := json-c
+CLI_PKGS := libpng
+
+WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter
+CORE_CFLAGS := -std=c11 -D_GNU_SOURCE -O2 -g $(WARN) -fPIC -pthread -Icore/include -Icore/src \
+	$(shell pkg-config --cflags $(CORE_PKGS)) \
+	-DSTYLIZE_MODEL_DIR='"$(PREFIX)/share/stylize/models"' -DSTYLIZE_SOURCE_MODEL_DIR='"$(TOP)/models"'
+# The convolution kernels: full optimization, and FMA where the clone has it.
+KERNEL_CFLAGS := -O3 -ffp-contract=fast
+CORE_LIBS := $(shell pkg-config --libs $(CORE_PKGS)) -lpthread -lm
+CLI_CFLAGS := $(shell pkg-config --cflags $(CLI_PKGS))
+CLI_LIBS := $(shell pkg-config --libs $(CLI_PKGS))
+SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+
+OBJ := $(BUILD)/obj
+CORE_OBJ := $(patsubst core/src/%.c,$(OBJ)/%.o,$(CORE_SRC))
+ASAN_OBJ := $(patsubst core/src/%.c,$(BUILD)/asan/obj/%.o,$(CORE_SRC))
+
+LIBSTYLIZE_A := $(BUILD)/lib/libstylize.a
+LIBSTYLIZE_SO := $(BUILD)/lib/libstylize.so
+STYLIZE_IMAGE := $(BUILD)/bin/stylize-image
+TEST_API := $(BUILD)/tests/test_api
+
+lib: $(LIBSTYLIZE_A) $(LIBSTYLIZE_SO) $(BUILD)/pkgconfig/stylize.pc
+tools: $(STYLIZE_IMAGE) $(TEST_API)
+.PHONY: sanitize
+sanitize: $(BUILD)/asan/bin/stylize-image $(BUILD)/asan/tests/test_api
+
+$(OBJ)/%.o: core/src/%.c $(CORE_HDR) config.mk | $(OBJ)
+	$(CC) $(CORE_CFLAGS) $(if $(filter conv_%,$*),$(KERNEL_CFLAGS)) -c $< -o $@
+$(BUILD)/asan/obj/%.o: core/src/%.c $(CORE_HDR) config.mk | $(BUILD)/asan/obj
+	$(CC) $(CORE_CFLAGS) -O1 $(SAN_FLAGS) $(if $(filter conv_%,$*),-O2 -ffp-contract=fast) -c $< -o $@
+
+$(OBJ) $(BUILD)/asan/obj $(BUILD)/lib $(BUILD)/bin $(BUILD)/tests $(BUILD)/pkgconfig $(BUILD)/asan/bin $(BUILD)/asan/tests:
+	mkdir -p $@
+
+$(LIBSTYLIZE_A): $(CORE_OBJ) | $(BUILD)/lib
+	rm -f $@ && ar rcs $@ $^
+$(LIBSTYLIZE_SO): $(CORE_OBJ) | $(BUILD)/lib
+	$(CC) -shared -Wl,-soname,libstylize.so.0 -o $@ $^ $(CORE_LIBS)
+
+# Tools and tests link the static library so they run from the tree.
+$(STYLIZE_IMAGE): core/cli/stylize_image.c $(LIBSTYLIZE_A) | $(BUILD)/bin
+	$(CC) $(CORE_CFLAGS) $(CLI_CFLAGS) $< -o $@ $(LIBSTYLIZE_A) $(CLI_LIBS) $(CORE_LIBS)
+$(TEST_API): tests/test_api.c $(LIBSTYLIZE_A) | $(BUILD)/tests
+	$(CC) $(CORE_CFLAGS) $< -o $@ $(LIBSTYLIZE_A) $(CORE_LIBS)
+$(BUILD)/asan/bin/stylize-image: core/cli/stylize_image.c $(ASAN_OBJ) | $(BUILD)/asan/bin
+	$(CC) $(CORE_CFLAGS) -O1 $(SAN_FLAGS) $(CLI_CFLAGS) $< -o $@ $(ASAN_OBJ) $(CLI_LIBS) $(CORE_LIBS)
+$(BUILD)/asan/tests/test_api: tests/test_api.c $(ASAN_OBJ) | $(BUILD)/asan/tests
+	$(CC) $(CORE_CFLAGS) -O1 $(SAN_FLAGS) $< -o $@ $(ASAN_OBJ) $(CORE_LIBS)
+
+# pkg-config file for building FFmpeg against the in-tree static library.
+$(BUILD)/pkgconfig/stylize.pc: core/core.mk | $(BUILD)/pkgconfig
+	printf 'Name: stylize\nDescription: neural style transfer with thumbnail instance normalization (build tree)\nVersion: 0.1.0\nCflags: -I%s/core/include\nLibs: %s/$(LIBSTYLIZE_A) %s\n' \
+		"$(TOP)" "$(TOP)" "$(CORE_LIBS)" >$@
+
+# Installed pkg-config file.
+$(BUILD)/stylize.pc: core/core.mk | $(BUILD)/lib
+	printf 'prefix=%s\nlibdir=$${prefix}/lib\nincludedir=$${prefix}/include\n\nName: stylize\nDescription: neural style transfer with thumbnail instance normalization\nVersion: 0.1.0\nRequires.private: json-c\nCflags: -I$${includedir}\nLibs: -L$${libdir} -lstylize\nLibs.private: -lpthread -lm\n' \
+		"$(PREFIX)" >$@
+
+.PHONY: install uninstall
+install: lib $(STYLIZE_IMAGE) $(BUILD)/stylize.pc
+	install -d $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/stylize/models
+	install -m 644 $(LIBSTYLIZE_A) $(DESTDIR)$(PREFIX)/lib/
+	install -m 755 $(LIBSTYLIZE_SO) $(DESTDIR)$(PREFIX)/lib/libstylize.so.0
+	ln -sf libstylize.so.0 $(DESTDIR)$(PREFIX)/lib/libstylize.so
+	install -m 644 core/include/stylize.h $(DESTDIR)$(PREFIX)/include/
+	install -m 644 $(BUILD)/stylize.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/
+	install -m 755 $(STYLIZE_IMAGE) $(DESTDIR)$(PREFIX)/bin/
+	for m in models/*.safetensors; do [ -f "$$m" ] && install -m 644 "$$m" $(DESTDIR)$(PREFIX)/share/stylize/models/ || true; done
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/lib/libstylize.a $(DESTDIR)$(PREFIX)/lib/libstylize.so $(DESTDIR)$(PREFIX)/lib/libstylize.so.0 \
+		$(DESTDIR)$(PREFIX)/include/stylize.h $(DESTDIR)$(PREFIX)/lib/pkgconfig/stylize.pc $(DESTDIR)$(PREFIX)/bin/stylize-image
+	rm -rf $(DESTDIR)$(PREFIX)/share/stylize

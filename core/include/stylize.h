@@ -1,0 +1,207 @@
+/*
+ * libstylize: feed-forward neural style transfer (Johnson et al. 2016
+ * "TransformerNet") with thumbnail instance normalization (TIN, Chen et al.
+ * AAAI 2022) for frames of any size.
+ *
+ * Contract common to every call:
+ *  - A stylize_ctx is used by one thread at a time; distinct contexts are
+ *    independent and may run concurrently.
+ *  - Calls that can fail return STYLIZE_OK (0) or a negative stylize_status.
+ *    On failure stylize_errmsg(ctx) describes the problem in one line; the
+ *    context stays usable and keeps its previous state (model, options).
+ *  - Pixels are 8-bit sRGB-coded RGB as the network was trained on; alpha,
+ *    where present, is copied from input to output unchanged.
+ */
+#ifndef STYLIZE_H
+#define STYLIZE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define STYLIZE_VERSION_MAJOR 0
+#define STYLIZE_VERSION_MINOR 1
+#define STYLIZE_VERSION_PATCH 0
+
+typedef enum stylize_status {
+    STYLIZE_OK = 0,
+    STYLIZE_ERR_INVALID_ARG = -1, /* bad option value, NULL pointer, size mismatch */
+    STYLIZE_ERR_IO = -2,          /* model file missing or unreadable */
+    STYLIZE_ERR_MODEL = -3,       /* model file malformed or not a TransformerNet */
+    STYLIZE_ERR_NOMEM = -4,       /* allocation failed */
+    STYLIZE_ERR_UNSUPPORTED = -5, /* pixel format, backend or precision not available */
+    STYLIZE_ERR_BACKEND = -6,     /* the compute backend failed */
+    STYLIZE_ERR_TOO_LARGE = -7,   /* frame needs more memory than allowed */
+} stylize_status;
+
+/* How instance-norm statistics are obtained. */
+typedef enum stylize_mode {
+    STYLIZE_MODE_TIN = 0,   /* thumbnail statistics, tiled: bounded memory, seamless (default) */
+    STYLIZE_MODE_FULL = 1,  /* exact instance norm over the whole frame (= PyTorch); memory grows with the frame */
+    STYLIZE_MODE_PATCH = 2, /* each tile normalizes with its own statistics: the naive baseline, shows seams */
+} stylize_mode;
+
+typedef enum stylize_backend {
+    STYLIZE_BACKEND_AUTO = 0, /* fastest available */
+    STYLIZE_BACKEND_REF = 1,  /* portable C, fp32, thread pool */
+    STYLIZE_BACKEND_DNNL = 2, /* oneDNN (when built with it) */
+    STYLIZE_BACKEND_CUDA = 3, /* CUDA (when built with it and a GPU is present) */
+} stylize_backend;
+
+/* Pixel layouts, 8 bits per component. Names follow FFmpeg's AV_PIX_FMT_*. */
+typedef enum stylize_pixfmt {
+    STYLIZE_PIX_RGB24 = 0, /* packed R,G,B */
+    STYLIZE_PIX_BGR24 = 1, /* packed B,G,R */
+    STYLIZE_PIX_RGBA = 2,  /* packed R,G,B,A */
+    STYLIZE_PIX_BGRA = 3,  /* packed B,G,R,A */
+    STYLIZE_PIX_ARGB = 4,  /* packed A,R,G,B */
+    STYLIZE_PIX_ABGR = 5,  /* packed A,B,G,R */
+    STYLIZE_PIX_GBRP = 6,  /* planar: data[0]=G, data[1]=B, data[2]=R */
+    STYLIZE_PIX_GBRAP = 7, /* planar: data[0]=G, data[1]=B, data[2]=R, data[3]=A */
+} stylize_pixfmt;
+
+/* Options. Always start from stylize_options_default(); fields may be added
+ * at the end in later versions. */
+typedef struct stylize_options {
+    stylize_mode mode;     /* default STYLIZE_MODE_TIN */
+    int thumb;             /* TIN thumbnail: longer side in pixels, >= 16, default 512; never upscaled */
+    int tile;              /* tile side in pixels (rounded up to a multiple of 4), default 768;
+                              0 = one tile covering the whole frame */
+    int overlap;           /* context around each tile in pixels; -1 = auto: the model's
+                              receptive-field radius (seamless in tin mode). Rounded up to a multiple of 4 */
+    float strength;        /* 0..1: blend of stylized (1) and original (0), default 1 */
+    int preserve_color;    /* 1: luminance from the stylized frame, chroma from the original
+                              (BT.601 full-range YCbCr, as JPEG); default 0 */
+    float smooth;          /* 0 <= smooth < 1: exponential moving average of the TIN statistics
+                              across frames (0 = off, 0.9 = heavy); tin mode only; default 0 */
+    float scene_cut;       /* smoothing restarts when the first layer's mean moves by more than this
+                              many standard deviations between frames; 0 = never; default 0.5 */
+    int threads;           /* worker threads, 0 = number of online CPUs (default) */
+    stylize_backend backend; /* default AUTO */
+} stylize_options;
+
+/* Model facts, read from the model file. */
+typedef struct stylize_model_info {
+    int width1, width2, width3; /* channels of the three encoder convs (32, 64, 128 for the classic model) */
+    int res_blocks;             /* number of residual blocks (5 classic) */
+    int kernel_in, kernel_out;  /* first and last conv kernel sizes (9, 9 classic) */
+    int norm_layers;            /* instance-norm layers, in network order */
+    int receptive_radius;       /* pixels an output pixel depends on in each direction */
+    size_t parameters;          /* number of weights and biases */
+    const char *style;          /* from the file's metadata, "" when absent */
+    const char *source;         /* idem */
+    const char *license;        /* idem */
+    const char *path;           /* the file it was loaded from */
+} stylize_model_info;
+
+/* A frame view. width and height >= 1. For packed formats only data[0] and
+ * linesize[0] are used. linesize is in bytes and may be larger than needed
+ * (padding); it must not be negative. */
+typedef struct stylize_frame {
+    stylize_pixfmt format;
+    int width, height;
+    uint8_t *data[4];
+    ptrdiff_t linesize[4];
+} stylize_frame;
+
+typedef struct stylize_ctx stylize_ctx;
+
+/* Library version as "MAJOR.MINOR.PATCH (backends: ref[, dnnl][, cuda])". */
+const char *stylize_version(void);
+
+/* A static English description of a status code. */
+const char *stylize_strerror(int status);
+
+/* Fill *opts with the defaults documented above. */
+void stylize_options_default(stylize_options *opts);
+
+/* Parse "tin", "full", "patch" / "auto", "ref", "dnnl", "cuda" into the enums.
+ * Return 0, or STYLIZE_ERR_INVALID_ARG for an unknown name. */
+int stylize_mode_from_name(const char *name, stylize_mode *mode);
+int stylize_backend_from_name(const char *name, stylize_backend *backend);
+const char *stylize_mode_name(stylize_mode mode);
+const char *stylize_backend_name(stylize_backend backend);
+
+/* Resolve a model argument to a file: `name` is used as a path when it
+ * names an existing file or contains a '/'; otherwise the bare style name
+ * (with or without ".safetensors") is looked up in the installed models
+ * folder (PREFIX/share/stylize/models), then in each folder of the
+ * colon-separated STYLIZE_MODEL_PATH, then in the source tree's models/.
+ * Writes the path to path[0..path_size) and returns 0, or
+ * STYLIZE_ERR_IO when nothing is found (path then holds a message listing
+ * where it looked). */
+int stylize_find_model(const char *name, char *path, size_t path_size);
+
+/* Load the model named by model_path (resolved with stylize_find_model: a
+ * .safetensors file written by tools/convert_model.py or any file that
+ * follows its layout, or a bare style name), validate it,
+ * and set up the backend. opts may be NULL for defaults. On success *out is
+ * a new context and STYLIZE_OK is returned. On failure *out is NULL, nothing
+ * is leaked, and when err is non-NULL a message naming the problem (and the
+ * tensor, for model errors) is written to err (truncated to err_size). */
+int stylize_create(const char *model_path, const stylize_options *opts,
+                   stylize_ctx **out, char *err, size_t err_size);
+
+/* Free everything the context owns. NULL is a no-op. */
+void stylize_destroy(stylize_ctx *ctx);
+
+/* The message of the last failed call on ctx ("" when none). Valid until the
+ * next call on ctx. */
+const char *stylize_errmsg(const stylize_ctx *ctx);
+
+/* Stylize one frame. in and out must have the same width and height and a
+ * supported format each (they may differ); out's buffers must not overlap
+ * in's. Every output pixel is written exactly once. In tin mode working
+ * memory depends on tile and thumb, not on the frame size, and nothing is
+ * allocated once a frame of this size has been processed. */
+int stylize_process(stylize_ctx *ctx, const stylize_frame *in, stylize_frame *out);
+
+/* Read the options in force. */
+void stylize_get_options(const stylize_ctx *ctx, stylize_options *opts);
+
+/* Change options between frames. Every field may change; a change of
+ * threads or backend rebuilds the backend (slow), the others are cheap.
+ * Invalid values are rejected as a whole and the old options stay. */
+int stylize_set_options(stylize_ctx *ctx, const stylize_options *opts);
+
+/* Switch to another model (path or style name, as stylize_create) between
+ * frames. On failure the current model stays in use. Smoothing state restarts. */
+int stylize_load_model(stylize_ctx *ctx, const char *model_path);
+
+/* Facts about the current model; the strings live as long as the model. */
+void stylize_get_model_info(const stylize_ctx *ctx, stylize_model_info *info);
+
+/* Instance-norm statistics. Layout: for every instance-norm layer in network
+ * order (in1, in2, in3, res1.in1, res1.in2, ..., in4, in5), its C means then
+ * its C variances (biased, of the layer's input), as float. */
+
+/* Number of floats in the statistics of the current model. */
+size_t stylize_stats_size(const stylize_ctx *ctx);
+
+/* Copy the statistics used for the last processed frame in tin mode (after
+ * smoothing) to dst[0..n). n must equal stylize_stats_size(). Fails if no
+ * frame has been processed in tin mode since the model was loaded. */
+int stylize_get_stats(const stylize_ctx *ctx, float *dst, size_t n);
+
+/* Use src[0..n) as the statistics of the next processed frame in tin mode,
+ * instead of computing them from a thumbnail (one shot; smoothing is
+ * bypassed for that frame and its state is set to these statistics).
+ * Variances must be >= 0 and all values finite. */
+int stylize_set_stats(stylize_ctx *ctx, const float *src, size_t n);
+
+/* Compute the thumbnail statistics of a frame without stylizing it (pass 1
+ * of two-pass processing); dst as for stylize_get_stats. Smoothing state is
+ * not touched. */
+int stylize_compute_stats(stylize_ctx *ctx, const stylize_frame *in, float *dst, size_t n);
+
+/* Forget the smoothing history: the next frame uses its own statistics. */
+void stylize_reset_smoothing(stylize_ctx *ctx);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* STYLIZE_H */

@@ -1,0 +1,38 @@
+/* The interface between the frame logic (TIN, tiling, pixels) and a compute
+ * backend that runs the network on one crop. A backend sees float RGB crops
+ * and statistics, never frames, so TIN logic stays in one place. */
+#ifndef STYLIZE_BACKEND_H
+#define STYLIZE_BACKEND_H
+
+#include "model.h"
+
+enum sty_norm_mode {
+    STY_NORM_SELF,  /* every instance norm uses the crop's own statistics */
+    STY_NORM_FIXED, /* every instance norm uses the given statistics */
+};
+
+typedef struct sty_run {
+    const float *in;   /* h x w x 3 floats, RGB 0..255, rows packed */
+    int h, w;
+    enum sty_norm_mode norm;
+    float *stats;      /* SELF: where to record the statistics (may be NULL); FIXED: read */
+    int stats_only;    /* stop after the last instance norm; out is not written */
+    float *out;        /* out_h x out_w x 3 floats: the top-left block of the network output */
+    int out_h, out_w;  /* at most the network's output size (4*ceil(ceil(n/2)/2)) */
+} sty_run;
+
+typedef struct sty_backend_ops {
+    const char *name;
+    /* Prepare for a model; threads >= 1. */
+    int (*create)(const sty_model *m, int threads, void **state, char *err, size_t err_size);
+    void (*destroy)(void *state);
+    /* Run the network on one crop. Working buffers grow to the largest crop
+     * seen and are then reused: no allocation in steady state. */
+    int (*run)(void *state, const sty_run *r);
+    /* Bytes of working memory needed for an h x w crop (for memory limits). */
+    size_t (*workspace_bytes)(const sty_model *m, int h, int w);
+} sty_backend_ops;
+
+extern const sty_backend_ops sty_backend_ref;
+
+#endif

@@ -1,0 +1,404 @@
+/* Reference backend: the network in portable fp32 C on a thread pool.
+ * Activations are NHWC in three rotating buffers sized by walking the layer
+ * list; they grow to the largest crop seen and are then reused. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend.h"
+#include "conv_ref.h"
+#include "stylize.h"
+#include "threadpool.h"
+
+#define NORM_EPS 1e-5
+#define NSLOTS 3
+#define ROWS_PER_STATS_TASK 8
+
+typedef struct ref_state {
+    const sty_model *m;
+    sty_pool *pool;
+    int threads;
+    float **packed, **bias_padded; /* per conv; NULL for the small kernel */
+    int *coutp;
+    int *dst_slot;                 /* per layer, from plan_slots() */
+    /* working memory, grown on demand */
+    float *slot[NSLOTS];
+    size_t slot_cap[NSLOTS];
+    int *ypad, *xpad;
+    size_t tab_cap;
+    float *scratch;
+    size_t scratch_cap; /* per thread */
+    double *partial;
+    size_t partial_cap;
+    float *scale, *shift;
+} ref_state;
+
+static int uses_blocked_kernel(const sty_conv *c)
+{
+    return c->cout >= STY_CONV_BLOCK;
+}
+
+static void ref_destroy(void *opaque)
+{
+    ref_state *st = opaque;
+    if (!st)
+        return;
+    sty_pool_destroy(st->pool);
+    for (int i = 0; st->packed && i < st->m->n_convs; i++) {
+        free(st->packed[i]);
+        free(st->bias_padded[i]);
+    }
+    free(st->packed);
+    free(st->bias_padded);
+    free(st->coutp);
+    free(st->dst_slot);
+    for (int i = 0; i < NSLOTS; i++)
+        free(st->slot[i]);
+    free(st->ypad);
+    free(st->xpad);
+    free(st->scratch);
+    free(st->partial);
+    free(st->scale);
+    free(st->shift);
+    free(st);
+}
+
+static int ref_create(const sty_model *m, int threads, void **out, char *err, size_t err_size)
+{
+    ref_state *st = calloc(1, sizeof(*st));
+    *out = NULL;
+    if (!st)
+        goto nomem;
+    st->m = m;
+    st->threads = threads;
+    st->pool = sty_pool_create(threads);
+    st->packed = calloc((size_t)m->n_convs, sizeof(*st->packed));
+    st->bias_padded = calloc((size_t)m->n_convs, sizeof(*st->bias_padded));
+    st->coutp = calloc((size_t)m->n_convs, sizeof(*st->coutp));
+    st->dst_slot = calloc((size_t)m->n_layers, sizeof(*st->dst_slot));
+    int cmax = 3;
+    for (int i = 0; i < m->n_convs; i++)
+        cmax = m->convs[i].cout > cmax ? m->convs[i].cout : cmax;
+    st->scale = malloc(sizeof(float) * (size_t)cmax);
+    st->shift = malloc(sizeof(float) * (size_t)cmax);
+    if (!st->pool || !st->packed || !st->bias_padded || !st->coutp || !st->dst_slot || !st->scale || !st->shift)
+        goto nomem;
+    for (int i = 0; i < m->n_convs; i++) {
+        const sty_conv *c = &m->convs[i];
+        if (!uses_blocked_kernel(c))
+            continue;
+        int coutp = (c->cout + STY_CONV_BLOCK - 1) / STY_CONV_BLOCK * STY_CONV_BLOCK;
+        st->coutp[i] = coutp;
+        st->packed[i] = malloc(sizeof(float) * (size_t)c->k * c->k * c->cin * coutp);
+        st->bias_padded[i] = malloc(sizeof(float) * (size_t)coutp);
+        if (!st->packed[i] || !st->bias_padded[i])
+            goto nomem;
+        sty_conv_pack(c->weight, c->bias, c->cout, c->cin, c->k, coutp, st->packed[i], st->bias_padded[i]);
+    }
+    *out = st;
+    return STYLIZE_OK;
+nomem:
+    ref_destroy(st);
+    snprintf(err, err_size, "reference backend: out of memory");
+    return STYLIZE_ERR_NOMEM;
+}
+
+/* Which buffer each layer writes to, and how big each buffer must be for an
+ * h x w crop. Residual blocks keep their input (the skip) alive, so three
+ * buffers rotate. The last layer writes to the caller's output. */
+typedef struct plan_info {
+    size_t slot_floats[NSLOTS];
+    size_t tab_ints;
+    size_t scratch_floats;
+    size_t partial_doubles;
+} plan_info;
+
+static void plan_slots(const sty_model *m, int h, int w, int *dst_slot, plan_info *pi)
+{
+    int cur = -1, skip = -1;
+    memset(pi, 0, sizeof(*pi));
+    for (int li = 0; li < m->n_layers; li++) {
+        const sty_layer *L = &m->layers[li];
+        const sty_conv *c = &m->convs[L->conv];
+        int oh = sty_conv_out_size(c, h), ow = sty_conv_out_size(c, w);
+        size_t tab = (size_t)(oh > ow ? oh : ow) * c->stride + c->k;
+        if (tab > pi->tab_ints)
+            pi->tab_ints = tab;
+        if (!uses_blocked_kernel(c)) {
+            size_t sc = (size_t)sty_conv_scratch_floats(c->cin, c->k, c->stride, ow);
+            if (sc > pi->scratch_floats)
+                pi->scratch_floats = sc;
+        }
+        if (L->norm >= 0) {
+            size_t tasks = ((size_t)oh + ROWS_PER_STATS_TASK - 1) / ROWS_PER_STATS_TASK;
+            if (tasks * (size_t)c->cout > pi->partial_doubles)
+                pi->partial_doubles = tasks * (size_t)c->cout;
+        }
+        if (L->save_skip)
+            skip = cur;
+        int dst = -1;
+        if (li < m->n_layers - 1) {
+            for (dst = 0; dst == cur || dst == skip; dst++)
+                ;
+            size_t need = (size_t)oh * ow * c->cout;
+            if (need > pi->slot_floats[dst])
+                pi->slot_floats[dst] = need;
+        }
+        dst_slot[li] = dst;
+        if (L->add_skip)
+            skip = -1;
+        cur = dst;
+        h = oh;
+        w = ow;
+    }
+}
+
+static int grow(void **buf, size_t *cap, size_t need, size_t elem)
+{
+    if (need <= *cap)
+        return 0;
+    void *p = realloc(*buf, need * elem);
+    if (!p)
+        return -1;
+    *buf = p;
+    *cap = need;
+    return 0;
+}
+
+static int ensure_workspace(ref_state *st, int h, int w)
+{
+    plan_info pi;
+    plan_slots(st->m, h, w, st->dst_slot, &pi);
+    for (int i = 0; i < NSLOTS; i++)
+        if (grow((void **)&st->slot[i], &st->slot_cap[i], pi.slot_floats[i], sizeof(float)))
+            return -1;
+    size_t tab_cap = st->tab_cap;
+    if (grow((void **)&st->ypad, &tab_cap, pi.tab_ints, sizeof(int)) ||
+        grow((void **)&st->xpad, &st->tab_cap, pi.tab_ints, sizeof(int)))
+        return -1;
+    if (pi.scratch_floats > st->scratch_cap) {
+        float *p = realloc(st->scratch, pi.scratch_floats * (size_t)st->threads * sizeof(float));
+        if (!p)
+            return -1;
+        st->scratch = p;
+        st->scratch_cap = pi.scratch_floats;
+    }
+    if (grow((void **)&st->partial, &st->partial_cap, pi.partial_doubles, sizeof(double)))
+        return -1;
+    return 0;
+}
+
+static size_t ref_workspace_bytes(const sty_model *m, int h, int w)
+{
+    plan_info pi;
+    int *slots = malloc(sizeof(int) * (size_t)m->n_layers);
+    if (!slots)
+        return (size_t)-1;
+    plan_slots(m, h, w, slots, &pi);
+    free(slots);
+    return sizeof(float) * (pi.slot_floats[0] + pi.slot_floats[1] + pi.slot_floats[2]) +
+           2 * sizeof(int) * pi.tab_ints + sizeof(double) * pi.partial_doubles;
+}
+
+/* Reflection that also works when the padding exceeds the size: the
+ * mirrored-periodic extension (PyTorch's ReflectionPad2d where it is defined). */
+static int reflect(long i, long n)
+{
+    if (n == 1)
+        return 0;
+    long period = 2 * (n - 1);
+    i %= period;
+    if (i < 0)
+        i += period;
+    return (int)(i >= n ? period - i : i);
+}
+
+/* pad[j] = source index of padded (and, when upsampling, upsampled) position j. */
+static void fill_pad_table(int *pad, int count, int n, const sty_conv *c)
+{
+    int p = c->k / 2;
+    for (int j = 0; j < count; j++)
+        pad[j] = c->upsample ? reflect(j - p, 2L * n) / 2 : reflect(j - p, n);
+}
+
+typedef struct conv_task {
+    ref_state *st;
+    sty_conv_job job;
+} conv_task;
+
+static void conv_task_fn(void *arg, int row, int thread)
+{
+    conv_task *t = arg;
+    sty_conv_row(&t->job, row, t->st->scratch + (size_t)thread * t->st->scratch_cap);
+}
+
+typedef struct norm_task {
+    ref_state *st;
+    float *x;        /* n_rows x row_px x c */
+    const float *skip;
+    int rows, row_px, c, relu;
+    const double *mean; /* pass 2 of the statistics */
+} norm_task;
+
+static void sum_task_fn(void *arg, int task, int thread)
+{
+    norm_task *t = arg;
+    int r0 = task * ROWS_PER_STATS_TASK, r1 = r0 + ROWS_PER_STATS_TASK < t->rows ? r0 + ROWS_PER_STATS_TASK : t->rows;
+    double *acc = t->st->partial + (size_t)task * t->c;
+    for (int ch = 0; ch < t->c; ch++)
+        acc[ch] = 0;
+    const float *p = t->x + (size_t)r0 * t->row_px * t->c;
+    size_t n = (size_t)(r1 - r0) * t->row_px;
+    if (!t->mean) {
+        for (size_t i = 0; i < n; i++, p += t->c)
+            for (int ch = 0; ch < t->c; ch++)
+                acc[ch] += p[ch];
+    } else {
+        for (size_t i = 0; i < n; i++, p += t->c)
+            for (int ch = 0; ch < t->c; ch++) {
+                double d = p[ch] - t->mean[ch];
+                acc[ch] += d * d;
+            }
+    }
+}
+
+static void apply_task_fn(void *arg, int row, int thread)
+{
+    norm_task *t = arg;
+    const float *scale = t->st->scale, *shift = t->st->shift;
+    float *p = t->x + (size_t)row * t->row_px * t->c;
+    const float *s = t->skip ? t->skip + (size_t)row * t->row_px * t->c : NULL;
+    for (int i = 0; i < t->row_px; i++, p += t->c) {
+        for (int ch = 0; ch < t->c; ch++) {
+            float v = p[ch] * scale[ch] + shift[ch];
+            if (t->relu && v < 0)
+                v = 0;
+            if (s)
+                v += s[ch];
+            p[ch] = v;
+        }
+        if (s)
+            s += t->c;
+    }
+}
+
+/* Per-channel mean and biased variance, in double, two passes. Partial sums
+ * are per fixed row chunk and reduced in order, so the result does not
+ * depend on the number of threads. */
+static void channel_stats(ref_state *st, norm_task *t, float *mean_out, float *var_out)
+{
+    int tasks = (t->rows + ROWS_PER_STATS_TASK - 1) / ROWS_PER_STATS_TASK;
+    double count = (double)t->rows * t->row_px;
+    double mean[STY_MAX_WIDTH];
+    for (int pass = 0; pass < 2; pass++) {
+        t->mean = pass ? mean : NULL;
+        sty_pool_run(st->pool, tasks, sum_task_fn, t);
+        for (int ch = 0; ch < t->c; ch++) {
+            double s = 0;
+            for (int k = 0; k < tasks; k++)
+                s += st->partial[(size_t)k * t->c + ch];
+            if (pass == 0)
+                mean[ch] = s / count;
+            else
+                var_out[ch] = (float)(s / count);
+        }
+    }
+    for (int ch = 0; ch < t->c; ch++)
+        mean_out[ch] = (float)mean[ch];
+}
+
+static int ref_run(void *opaque, const sty_run *r)
+{
+    ref_state *st = opaque;
+    const sty_model *m = st->m;
+    if (ensure_workspace(st, r->h, r->w))
+        return STYLIZE_ERR_NOMEM;
+
+    int last_norm_layer = -1;
+    for (int li = 0; li < m->n_layers; li++)
+        if (m->layers[li].norm >= 0)
+            last_norm_layer = li;
+
+    const float *cur = r->in;
+    const float *skip = NULL;
+    int h = r->h, w = r->w;
+    for (int li = 0; li < m->n_layers; li++) {
+        const sty_layer *L = &m->layers[li];
+        const sty_conv *c = &m->convs[L->conv];
+        const int oh = sty_conv_out_size(c, h), ow = sty_conv_out_size(c, w);
+        const int last = li == m->n_layers - 1;
+        if (L->save_skip)
+            skip = cur;
+
+        conv_task ct = {.st = st};
+        sty_conv_job *j = &ct.job;
+        j->in = cur;
+        j->iw = w;
+        j->cin = c->cin;
+        j->cout = c->cout;
+        j->k = c->k;
+        j->stride = c->stride;
+        j->packed = st->packed[L->conv];
+        j->bias_padded = st->bias_padded[L->conv];
+        j->coutp = st->coutp[L->conv];
+        j->weight = c->weight;
+        j->bias = c->bias;
+        j->ypad = st->ypad;
+        j->xpad = st->xpad;
+        fill_pad_table(st->ypad, (oh - 1) * c->stride + c->k, h, c);
+        fill_pad_table(st->xpad, (ow - 1) * c->stride + c->k, w, c);
+        int rows = oh;
+        if (last) {
+            j->out = r->out;
+            j->cols = r->out_w < ow ? r->out_w : ow;
+            j->out_stride = (long)r->out_w * 3;
+            rows = r->out_h < oh ? r->out_h : oh;
+        } else {
+            j->out = st->slot[st->dst_slot[li]];
+            j->cols = ow;
+            j->out_stride = (long)ow * c->cout;
+        }
+        sty_pool_run(st->pool, rows, conv_task_fn, &ct);
+
+        if (L->norm >= 0) {
+            const sty_norm *n = &m->norms[L->norm];
+            norm_task nt = {.st = st, .x = j->out, .skip = L->add_skip ? skip : NULL,
+                            .rows = oh, .row_px = ow, .c = n->c, .relu = L->relu};
+            float mean_buf[STY_MAX_WIDTH], var_buf[STY_MAX_WIDTH];
+            const float *mean = mean_buf, *var = var_buf;
+            if (r->norm == STY_NORM_SELF) {
+                channel_stats(st, &nt, mean_buf, var_buf);
+                if (r->stats) {
+                    memcpy(r->stats + n->stats_offset, mean_buf, sizeof(float) * (size_t)n->c);
+                    memcpy(r->stats + n->stats_offset + n->c, var_buf, sizeof(float) * (size_t)n->c);
+                }
+            } else {
+                mean = r->stats + n->stats_offset;
+                var = mean + n->c;
+            }
+            for (int ch = 0; ch < n->c; ch++) {
+                double sc = n->gamma[ch] / sqrt((double)var[ch] + NORM_EPS);
+                st->scale[ch] = (float)sc;
+                st->shift[ch] = (float)(n->beta[ch] - mean[ch] * sc);
+            }
+            if (r->stats_only && li == last_norm_layer)
+                return STYLIZE_OK;
+            sty_pool_run(st->pool, oh, apply_task_fn, &nt);
+            if (L->add_skip)
+                skip = NULL;
+        }
+        cur = j->out;
+        h = oh;
+        w = ow;
+    }
+    return STYLIZE_OK;
+}
+
+const sty_backend_ops sty_backend_ref = {
+    .name = "ref",
+    .create = ref_create,
+    .destroy = ref_destroy,
+    .run = ref_run,
+    .workspace_bytes = ref_workspace_bytes,
+};

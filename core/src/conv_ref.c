@@ -1,0 +1,125 @@
+/* Reference convolution kernels in portable C. The compiler vectorizes them;
+ * target_clones adds AVX2+FMA and AVX-512 versions picked at load time, so
+ * the library runs on any x86-64 and uses the wide units where present. */
+#include "conv_ref.h"
+
+#include <string.h>
+
+#define PIX 4 /* output pixels per register block */
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(STYLIZE_NO_CLONES)
+#define MULTIVERSION __attribute__((target_clones("arch=skylake-avx512", "arch=haswell", "default")))
+#else
+#define MULTIVERSION
+#endif
+
+void sty_conv_pack(const float *weight, const float *bias, int cout, int cin, int k, int coutp,
+                   float *packed, float *bias_padded)
+{
+    memset(packed, 0, sizeof(float) * (size_t)k * k * cin * coutp);
+    memset(bias_padded, 0, sizeof(float) * (size_t)coutp);
+    for (int co = 0; co < cout; co++) {
+        bias_padded[co] = bias[co];
+        for (int ci = 0; ci < cin; ci++)
+            for (int t = 0; t < k * k; t++)
+                packed[((size_t)t * cin + ci) * coutp + co] = weight[((size_t)co * cin + ci) * k * k + t];
+    }
+}
+
+long sty_conv_scratch_floats(int cin, int k, int stride, int cols)
+{
+    long pw = (long)(cols - 1) * stride + k;
+    return (long)k * cin * pw + cols + 16;
+}
+
+/* Outer-product kernel for cout >= 16: PIX pixels x STY_CONV_BLOCK output
+ * channels of accumulators stay in registers over all taps and inputs. */
+MULTIVERSION
+static void conv_row_blocked(const sty_conv_job *j, int oy)
+{
+    const int k = j->k, cin = j->cin, coutp = j->coutp, s = j->stride;
+    float *orow = j->out + (long)oy * j->out_stride;
+    for (int ox = 0; ox < j->cols; ox += PIX) {
+        int px[PIX];
+        for (int p = 0; p < PIX; p++) /* the last block repeats its last pixel */
+            px[p] = ox + p < j->cols ? ox + p : j->cols - 1;
+        for (int cb = 0; cb < coutp; cb += STY_CONV_BLOCK) {
+            float acc[PIX][STY_CONV_BLOCK];
+            for (int p = 0; p < PIX; p++)
+                for (int i = 0; i < STY_CONV_BLOCK; i++)
+                    acc[p][i] = j->bias_padded[cb + i];
+            for (int ky = 0; ky < k; ky++) {
+                const float *irow = j->in + (long)j->ypad[oy * s + ky] * j->iw * cin;
+                for (int kx = 0; kx < k; kx++) {
+                    const float *x[PIX];
+                    for (int p = 0; p < PIX; p++)
+                        x[p] = irow + (long)j->xpad[px[p] * s + kx] * cin;
+                    const float *wt = j->packed + ((long)(ky * k + kx) * cin) * coutp + cb;
+                    for (int ci = 0; ci < cin; ci++) {
+                        const float *wv = wt + (long)ci * coutp;
+#pragma GCC unroll 4
+                        for (int p = 0; p < PIX; p++) {
+                            const float v = x[p][ci];
+#pragma GCC unroll 16
+                            for (int i = 0; i < STY_CONV_BLOCK; i++)
+                                acc[p][i] += v * wv[i];
+                        }
+                    }
+                }
+            }
+            const int nc = j->cout - cb < STY_CONV_BLOCK ? j->cout - cb : STY_CONV_BLOCK;
+            for (int p = 0; p < PIX && ox + p < j->cols; p++)
+                memcpy(orow + (long)(ox + p) * j->cout + cb, acc[p], sizeof(float) * (size_t)nc);
+        }
+    }
+}
+
+/* Kernel for few output channels (the final 3-channel conv): the needed input
+ * rows are gathered channel-major, then each output channel accumulates a
+ * whole row of pixels at once. */
+MULTIVERSION
+static void conv_row_small(const sty_conv_job *j, int oy, float *scratch)
+{
+    const int k = j->k, cin = j->cin, s = j->stride, cols = j->cols;
+    const long pw = (long)(cols - 1) * s + k;
+    float *rows = scratch;                 /* [k][cin][pw] */
+    float *acc = scratch + (long)k * cin * pw; /* [cols] */
+    for (int ky = 0; ky < k; ky++) {
+        const float *irow = j->in + (long)j->ypad[oy * s + ky] * j->iw * cin;
+        for (int ci = 0; ci < cin; ci++) {
+            float *dst = rows + ((long)ky * cin + ci) * pw;
+            for (long i = 0; i < pw; i++)
+                dst[i] = irow[(long)j->xpad[i] * cin + ci];
+        }
+    }
+    float *orow = j->out + (long)oy * j->out_stride;
+    for (int co = 0; co < j->cout; co++) {
+        for (int ox = 0; ox < cols; ox++)
+            acc[ox] = j->bias[co];
+        for (int ky = 0; ky < k; ky++)
+            for (int ci = 0; ci < cin; ci++) {
+                const float *src = rows + ((long)ky * cin + ci) * pw;
+                const float *w = j->weight + (((long)co * cin + ci) * k + ky) * k;
+                for (int kx = 0; kx < k; kx++) {
+                    const float wv = w[kx];
+                    const float *sx = src + kx;
+                    if (s == 1)
+                        for (int ox = 0; ox < cols; ox++)
+                            acc[ox] += wv * sx[ox];
+                    else
+                        for (int ox = 0; ox < cols; ox++)
+                            acc[ox] += wv * sx[(long)ox * s];
+                }
+            }
+        for (int ox = 0; ox < cols; ox++)
+            orow[(long)ox * j->cout + co] = acc[ox];
+    }
+}
+
+void sty_conv_row(const sty_conv_job *job, int oy, float *scratch)
+{
+    if (job->packed)
+        conv_row_blocked(job, oy);
+    else
+        conv_row_small(job, oy, scratch);
+}

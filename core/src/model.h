@@ -1,0 +1,60 @@
+/* TransformerNet model: weights loaded from a validated safetensors file,
+ * and the layer sequence every backend executes. */
+#ifndef STYLIZE_MODEL_H
+#define STYLIZE_MODEL_H
+
+#include <stddef.h>
+
+#define STY_MAX_WIDTH 512   /* channel widths beyond this are rejected */
+#define STY_MAX_RES_BLOCKS 64
+#define STY_MAX_KERNEL 15
+
+typedef struct sty_conv {
+    int cin, cout, k;
+    int stride;    /* 1 or 2 */
+    int upsample;  /* 1: nearest x2 upsampling of the input before padding */
+    const float *weight; /* [cout][cin][k][k], as PyTorch stores it */
+    const float *bias;   /* [cout] */
+} sty_conv;
+
+typedef struct sty_norm {
+    int c;
+    const float *gamma, *beta; /* instance-norm affine weight and bias */
+    size_t stats_offset;       /* floats into the statistics vector: means, then variances */
+} sty_norm;
+
+/* One step of the network: conv, then optionally instance norm, ReLU and the
+ * residual bookkeeping. */
+typedef struct sty_layer {
+    int conv;       /* index into model->convs */
+    int norm;       /* index into model->norms, or -1 */
+    int relu;
+    int save_skip;  /* this layer's input is the residual block's skip */
+    int add_skip;   /* after the norm, add the saved skip (end of a residual block) */
+} sty_layer;
+
+typedef struct sty_model {
+    int c1, c2, c3;     /* encoder widths */
+    int c2d, c1d;       /* decoder widths (deconv1, deconv2 outputs) */
+    int res_blocks;
+    int k_in, k_out;
+    int n_convs, n_norms, n_layers;
+    sty_conv *convs;
+    sty_norm *norms;
+    sty_layer *layers;
+    size_t stats_size;  /* floats: 2 * sum of norm widths */
+    size_t parameters;
+    int receptive_radius;
+    char *style, *source, *license, *path;
+    float *weights;     /* every tensor, fp32 */
+} sty_model;
+
+/* Load and validate; on failure returns a negative stylize_status and writes
+ * a message naming the problem (and tensor) to err. */
+int sty_model_load(const char *path, sty_model **out, char *err, size_t err_size);
+void sty_model_free(sty_model *m);
+
+/* Output size of a conv layer for an input of n pixels along one axis. */
+int sty_conv_out_size(const sty_conv *c, int n);
+
+#endif

@@ -1,0 +1,383 @@
+/* The public API: contexts, options, model switching, statistics. */
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "context.h"
+#include "pixels.h"
+
+#define STR2(x) #x
+#define STR(x) STR2(x)
+
+const char *stylize_version(void)
+{
+    return STR(STYLIZE_VERSION_MAJOR) "." STR(STYLIZE_VERSION_MINOR) "." STR(STYLIZE_VERSION_PATCH)
+        " (backends: ref)";
+}
+
+const char *stylize_strerror(int status)
+{
+    switch (status) {
+    case STYLIZE_OK: return "success";
+    case STYLIZE_ERR_INVALID_ARG: return "invalid argument";
+    case STYLIZE_ERR_IO: return "model file not found or unreadable";
+    case STYLIZE_ERR_MODEL: return "invalid model file";
+    case STYLIZE_ERR_NOMEM: return "out of memory";
+    case STYLIZE_ERR_UNSUPPORTED: return "not supported";
+    case STYLIZE_ERR_BACKEND: return "backend failure";
+    case STYLIZE_ERR_TOO_LARGE: return "frame too large for the memory limit";
+    default: return "unknown error";
+    }
+}
+
+int sty_set_error(stylize_ctx *ctx, int status, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(ctx->err, sizeof(ctx->err), fmt, ap);
+    va_end(ap);
+    return status;
+}
+
+void stylize_options_default(stylize_options *o)
+{
+    memset(o, 0, sizeof(*o));
+    o->mode = STYLIZE_MODE_TIN;
+    o->thumb = 512;
+    o->tile = 768;
+    o->overlap = -1;
+    o->strength = 1.0f;
+    o->preserve_color = 0;
+    o->smooth = 0.0f;
+    o->scene_cut = 0.5f;
+    o->threads = 0;
+    o->backend = STYLIZE_BACKEND_AUTO;
+}
+
+static const char *const mode_names[] = {"tin", "full", "patch"};
+static const char *const backend_names[] = {"auto", "ref", "dnnl", "cuda"};
+
+int stylize_mode_from_name(const char *name, stylize_mode *mode)
+{
+    for (int i = 0; name && i < 3; i++)
+        if (!strcmp(name, mode_names[i])) {
+            *mode = (stylize_mode)i;
+            return STYLIZE_OK;
+        }
+    return STYLIZE_ERR_INVALID_ARG;
+}
+
+int stylize_backend_from_name(const char *name, stylize_backend *backend)
+{
+    for (int i = 0; name && i < 4; i++)
+        if (!strcmp(name, backend_names[i])) {
+            *backend = (stylize_backend)i;
+            return STYLIZE_OK;
+        }
+    return STYLIZE_ERR_INVALID_ARG;
+}
+
+const char *stylize_mode_name(stylize_mode mode)
+{
+    return (unsigned)mode < 3 ? mode_names[mode] : "?";
+}
+
+const char *stylize_backend_name(stylize_backend backend)
+{
+    return (unsigned)backend < 4 ? backend_names[backend] : "?";
+}
+
+/* Reject bad values with a message naming the option. */
+static int check_options(const stylize_options *o, char *err, size_t n)
+{
+    if ((unsigned)o->mode > STYLIZE_MODE_PATCH)
+        return snprintf(err, n, "mode %d is not tin, full or patch", (int)o->mode), STYLIZE_ERR_INVALID_ARG;
+    if (o->thumb < 16 || o->thumb > 16384)
+        return snprintf(err, n, "thumb %d is outside 16..16384", o->thumb), STYLIZE_ERR_INVALID_ARG;
+    if (o->tile < 0 || o->tile > 65536)
+        return snprintf(err, n, "tile %d is outside 0..65536 (0 = whole frame)", o->tile), STYLIZE_ERR_INVALID_ARG;
+    if (o->overlap < -1 || o->overlap > 1024)
+        return snprintf(err, n, "overlap %d is outside -1..1024 (-1 = auto)", o->overlap), STYLIZE_ERR_INVALID_ARG;
+    if (!(o->strength >= 0 && o->strength <= 1))
+        return snprintf(err, n, "strength %g is outside 0..1", (double)o->strength), STYLIZE_ERR_INVALID_ARG;
+    if (!(o->smooth >= 0 && o->smooth < 1))
+        return snprintf(err, n, "smooth %g is outside 0..1 (1 excluded)", (double)o->smooth), STYLIZE_ERR_INVALID_ARG;
+    if (!(o->scene_cut >= 0 && o->scene_cut <= 1000))
+        return snprintf(err, n, "scene_cut %g is outside 0..1000", (double)o->scene_cut), STYLIZE_ERR_INVALID_ARG;
+    if (o->threads < 0 || o->threads > 1024)
+        return snprintf(err, n, "threads %d is outside 0..1024 (0 = all CPUs)", o->threads), STYLIZE_ERR_INVALID_ARG;
+    if (o->backend == STYLIZE_BACKEND_DNNL || o->backend == STYLIZE_BACKEND_CUDA)
+        return snprintf(err, n, "backend '%s' is not built into this libstylize (%s)",
+                        stylize_backend_name(o->backend), stylize_version()), STYLIZE_ERR_UNSUPPORTED;
+    if ((unsigned)o->backend > STYLIZE_BACKEND_CUDA)
+        return snprintf(err, n, "backend %d is unknown", (int)o->backend), STYLIZE_ERR_INVALID_ARG;
+    return STYLIZE_OK;
+}
+
+static int effective_threads(const stylize_options *o)
+{
+    if (o->threads > 0)
+        return o->threads;
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : n > 256 ? 256 : (int)n;
+}
+
+static void engine_free(sty_engine *e)
+{
+    if (!e)
+        return;
+    if (e->backend)
+        e->ops->destroy(e->backend);
+    sty_model_free(e->model);
+    free(e->thumb_stats);
+    free(e->used_stats);
+    free(e->next_stats);
+    free(e->smoother.state);
+    free(e);
+}
+
+/* Load a model and prepare a backend for it, without touching the context. */
+static int engine_create(const char *name, const stylize_options *o, sty_engine **out, char *err, size_t n)
+{
+    char path[4096];
+    int r = stylize_find_model(name, path, sizeof(path));
+    *out = NULL;
+    if (r && !(r == STYLIZE_ERR_IO && strchr(name ? name : "", '/'))) {
+        snprintf(err, n, "%s", path);
+        return r;
+    }
+    sty_engine *e = calloc(1, sizeof(*e));
+    if (!e)
+        return snprintf(err, n, "out of memory"), STYLIZE_ERR_NOMEM;
+    if ((r = sty_model_load(path, &e->model, err, n)))
+        goto fail;
+    size_t ns = e->model->stats_size;
+    e->thumb_stats = calloc(ns, sizeof(float));
+    e->used_stats = calloc(ns, sizeof(float));
+    e->next_stats = calloc(ns, sizeof(float));
+    e->smoother.state = calloc(ns, sizeof(float));
+    if (!e->thumb_stats || !e->used_stats || !e->next_stats || !e->smoother.state) {
+        r = STYLIZE_ERR_NOMEM;
+        snprintf(err, n, "out of memory");
+        goto fail;
+    }
+    e->ops = &sty_backend_ref; /* AUTO and REF; other backends are rejected by check_options */
+    if ((r = e->ops->create(e->model, effective_threads(o), &e->backend, err, n)))
+        goto fail;
+    *out = e;
+    return STYLIZE_OK;
+fail:
+    engine_free(e);
+    return r;
+}
+
+int stylize_create(const char *model_path, const stylize_options *opts, stylize_ctx **out, char *err,
+                   size_t err_size)
+{
+    char local[512];
+    if (!err || !err_size) {
+        err = local;
+        err_size = sizeof(local);
+    }
+    err[0] = 0;
+    if (!out)
+        return snprintf(err, err_size, "stylize_create: out is NULL"), STYLIZE_ERR_INVALID_ARG;
+    *out = NULL;
+    stylize_ctx *ctx = calloc(1, sizeof(*ctx));
+    if (!ctx)
+        return snprintf(err, err_size, "out of memory"), STYLIZE_ERR_NOMEM;
+    if (opts)
+        ctx->opts = *opts;
+    else
+        stylize_options_default(&ctx->opts);
+    int r = check_options(&ctx->opts, err, err_size);
+    if (!r)
+        r = engine_create(model_path, &ctx->opts, &ctx->engine, err, err_size);
+    if (r) {
+        free(ctx);
+        return r;
+    }
+    *out = ctx;
+    return STYLIZE_OK;
+}
+
+void stylize_destroy(stylize_ctx *ctx)
+{
+    if (!ctx)
+        return;
+    engine_free(ctx->engine);
+    free(ctx->crop_in);
+    free(ctx->crop_out);
+    free(ctx->thumb);
+    free(ctx->thumb_row);
+    free(ctx);
+}
+
+const char *stylize_errmsg(const stylize_ctx *ctx)
+{
+    return ctx ? ctx->err : "no context";
+}
+
+/* Do the byte ranges of two planes intersect? */
+static int ranges_overlap(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
+{
+    return a < b + blen && b < a + alen;
+}
+
+static int frames_overlap(const stylize_frame *in, const stylize_frame *out)
+{
+    for (int i = 0; i < 4; i++)
+        for (int j = 0; j < 4; j++) {
+            if (!in->data[i] || !out->data[j])
+                continue;
+            size_t alen = (size_t)in->linesize[i] * (size_t)in->height;
+            size_t blen = (size_t)out->linesize[j] * (size_t)out->height;
+            if (ranges_overlap(in->data[i], alen, out->data[j], blen))
+                return 1;
+        }
+    return 0;
+}
+
+int stylize_process(stylize_ctx *ctx, const stylize_frame *in, stylize_frame *out)
+{
+    const char *why;
+    if (!ctx)
+        return STYLIZE_ERR_INVALID_ARG;
+    ctx->err[0] = 0;
+    if (sty_frame_check(in, &why))
+        return sty_set_error(ctx, STYLIZE_ERR_INVALID_ARG, "input frame: %s", why);
+    if (sty_frame_check(out, &why))
+        return sty_set_error(ctx, STYLIZE_ERR_INVALID_ARG, "output frame: %s", why);
+    if (in->width != out->width || in->height != out->height)
+        return sty_set_error(ctx, STYLIZE_ERR_INVALID_ARG, "input is %dx%d but output is %dx%d", in->width,
+                             in->height, out->width, out->height);
+    if (frames_overlap(in, out))
+        return sty_set_error(ctx, STYLIZE_ERR_INVALID_ARG, "output frame overlaps the input frame "
+                             "(in-place processing is not supported)");
+    return sty_process_frame(ctx, in, out);
+}
+
+void stylize_get_options(const stylize_ctx *ctx, stylize_options *opts)
+{
+    *opts = ctx->opts;
+}
+
+int stylize_set_options(stylize_ctx *ctx, const stylize_options *opts)
+{
+    if (!ctx || !opts)
+        return STYLIZE_ERR_INVALID_ARG;
+    int r = check_options(opts, ctx->err, sizeof(ctx->err));
+    if (r)
+        return r;
+    if (effective_threads(opts) != effective_threads(&ctx->opts) || opts->backend != ctx->opts.backend) {
+        sty_engine *e;
+        if ((r = engine_create(ctx->engine->model->path, opts, &e, ctx->err, sizeof(ctx->err))))
+            return r;
+        engine_free(ctx->engine);
+        ctx->engine = e;
+    }
+    ctx->opts = *opts;
+    return STYLIZE_OK;
+}
+
+int stylize_load_model(stylize_ctx *ctx, const char *model_path)
+{
+    if (!ctx)
+        return STYLIZE_ERR_INVALID_ARG;
+    sty_engine *e;
+    int r = engine_create(model_path, &ctx->opts, &e, ctx->err, sizeof(ctx->err));
+    if (r)
+        return r;
+    engine_free(ctx->engine);
+    ctx->engine = e;
+    return STYLIZE_OK;
+}
+
+void stylize_get_model_info(const stylize_ctx *ctx, stylize_model_info *info)
+{
+    const sty_model *m = ctx->engine->model;
+    info->width1 = m->c1;
+    info->width2 = m->c2;
+    info->width3 = m->c3;
+    info->res_blocks = m->res_blocks;
+    info->kernel_in = m->k_in;
+    info->kernel_out = m->k_out;
+    info->norm_layers = m->n_norms;
+    info->receptive_radius = m->receptive_radius;
+    info->parameters = m->parameters;
+    info->style = m->style;
+    info->source = m->source;
+    info->license = m->license;
+    info->path = m->path;
+}
+
+size_t stylize_stats_size(const stylize_ctx *ctx)
+{
+    return ctx->engine->model->stats_size;
+}
+
+static int check_stats_count(stylize_ctx *ctx, size_t n)
+{
+    if (n != ctx->engine->model->stats_size)
+        return sty_set_error(ctx, STYLIZE_ERR_INVALID_ARG, "statistics have %zu floats, the model needs %zu", n,
+                             ctx->engine->model->stats_size);
+    return 0;
+}
+
+int stylize_get_stats(const stylize_ctx *ctx_c, float *dst, size_t n)
+{
+    stylize_ctx *ctx = (stylize_ctx *)ctx_c; /* only the error message changes */
+    int r;
+    if (!ctx || !dst)
+        return STYLIZE_ERR_INVALID_ARG;
+    if ((r = check_stats_count(ctx, n)))
+        return r;
+    if (!ctx->engine->have_used)
+        return sty_set_error(ctx, STYLIZE_ERR_INVALID_ARG, "no frame has been processed in tin mode yet");
+    memcpy(dst, ctx->engine->used_stats, n * sizeof(float));
+    return STYLIZE_OK;
+}
+
+int stylize_set_stats(stylize_ctx *ctx, const float *src, size_t n)
+{
+    int r;
+    if (!ctx || !src)
+        return STYLIZE_ERR_INVALID_ARG;
+    if ((r = check_stats_count(ctx, n)))
+        return r;
+    const sty_model *m = ctx->engine->model;
+    for (int l = 0; l < m->n_norms; l++) {
+        const sty_norm *nm = &m->norms[l];
+        for (int c = 0; c < 2 * nm->c; c++) {
+            float v = src[nm->stats_offset + (size_t)c];
+            if (!isfinite(v) || (c >= nm->c && v < 0))
+                return sty_set_error(ctx, STYLIZE_ERR_INVALID_ARG, "statistics of norm layer %d channel %d: "
+                                     "%s %g is not allowed", l, c % nm->c, c < nm->c ? "mean" : "variance", v);
+        }
+    }
+    memcpy(ctx->engine->next_stats, src, n * sizeof(float));
+    ctx->engine->have_next = 1;
+    return STYLIZE_OK;
+}
+
+int stylize_compute_stats(stylize_ctx *ctx, const stylize_frame *in, float *dst, size_t n)
+{
+    const char *why;
+    int r;
+    if (!ctx || !dst)
+        return STYLIZE_ERR_INVALID_ARG;
+    if ((r = check_stats_count(ctx, n)))
+        return r;
+    if (sty_frame_check(in, &why))
+        return sty_set_error(ctx, STYLIZE_ERR_INVALID_ARG, "input frame: %s", why);
+    return sty_thumbnail_stats(ctx, in, dst);
+}
+
+void stylize_reset_smoothing(stylize_ctx *ctx)
+{
+    if (ctx)
+        ctx->engine->smoother.valid = 0;
+}
