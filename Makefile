@@ -26,7 +26,7 @@ deps:
 	sh tools/install_deps.sh
 
 include core/core.mk
--include mk/ffmpeg.mk
+-include $(wildcard mk/*.mk)
 
 # Tests: one pytest run covers the core (release and ASan/UBSan builds),
 # the converter and the ffmpeg integration.

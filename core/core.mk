@@ -1,7 +1,11 @@
 # libstylize: static and shared library, stylize-image, C tests, and an
 # AddressSanitizer/UBSan build of the same for `make check`.
 
+# Optional backends live in files named backend_<name>*.c and build only when configured.
 CORE_SRC := $(sort $(wildcard core/src/*.c))
+ifneq ($(HAVE_DNNL),yes)
+CORE_SRC := $(filter-out core/src/backend_dnnl%,$(CORE_SRC))
+endif
 CORE_HDR := core/include/stylize.h $(wildcard core/src/*.h)
 CORE_PKGS := json-c
 CLI_PKGS := libpng
@@ -13,6 +17,10 @@ CORE_CFLAGS := -std=c11 -D_GNU_SOURCE -O2 -g $(WARN) -fPIC -pthread -Icore/inclu
 # The convolution kernels: full optimization, and FMA where the clone has it.
 KERNEL_CFLAGS := -O3 -ffp-contract=fast
 CORE_LIBS := $(shell pkg-config --libs $(CORE_PKGS)) -lpthread -lm
+ifeq ($(HAVE_DNNL),yes)
+CORE_CFLAGS += -DSTYLIZE_HAVE_DNNL
+CORE_LIBS += -ldnnl
+endif
 CLI_CFLAGS := $(shell pkg-config --cflags $(CLI_PKGS))
 CLI_LIBS := $(shell pkg-config --libs $(CLI_PKGS))
 SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all

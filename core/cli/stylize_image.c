@@ -25,7 +25,8 @@ static void usage(FILE *f)
             "      --strength F        0..1 blend with the original [1]\n"
             "      --preserve-color    keep the original's colours (BT.601 YCbCr chroma)\n"
             "      --threads N         worker threads, 0 = all CPUs [0]\n"
-            "      --backend NAME      auto|ref [auto]\n"
+            "      --backend NAME      auto|ref|dnnl [auto]\n"
+            "      --precision P       auto|fp32|bf16 [auto]\n"
             "      --format FMT        pixel layout handed to the library: rgb24 bgr24 rgba bgra\n"
             "                          argb abgr gbrp gbrap [rgb24] (output is the same)\n"
             "      --stats-in FILE     use these TIN statistics (raw float32) instead of a thumbnail\n"
@@ -182,9 +183,10 @@ static void print_info(stylize_ctx *ctx)
 {
     stylize_model_info mi;
     stylize_get_model_info(ctx, &mi);
-    printf("{\"width1\": %d, \"width2\": %d, \"width3\": %d, \"res_blocks\": %d, \"kernel_in\": %d, "
+    printf("{\"backend\": \"%s\", \"precision\": \"%s\", \"width1\": %d, \"width2\": %d, \"width3\": %d, \"res_blocks\": %d, \"kernel_in\": %d, "
            "\"kernel_out\": %d, \"norm_layers\": %d, \"receptive_radius\": %d, \"parameters\": %zu, "
            "\"stats_size\": %zu, \"style\": \"%s\", \"license\": \"%s\"}\n",
+           stylize_backend_name(stylize_active_backend(ctx)), stylize_precision_name(stylize_active_precision(ctx)),
            mi.width1, mi.width2, mi.width3, mi.res_blocks, mi.kernel_in, mi.kernel_out, mi.norm_layers,
            mi.receptive_radius, mi.parameters, stylize_stats_size(ctx), mi.style, mi.license);
 }
@@ -211,14 +213,14 @@ static int parse_float(const char *s, float *out)
 int main(int argc, char **argv)
 {
     enum { O_MODE = 256, O_THUMB, O_TILE, O_OVERLAP, O_STRENGTH, O_PRESERVE, O_SMOOTH, O_THREADS, O_BACKEND,
-           O_FORMAT, O_STATS_IN, O_STATS_OUT, O_REPEAT, O_INFO };
+           O_FORMAT, O_PRECISION, O_STATS_IN, O_STATS_OUT, O_REPEAT, O_INFO };
     static const struct option longopts[] = {
         {"model", required_argument, NULL, 'm'},     {"mode", required_argument, NULL, O_MODE},
         {"thumb", required_argument, NULL, O_THUMB}, {"tile", required_argument, NULL, O_TILE},
         {"overlap", required_argument, NULL, O_OVERLAP}, {"strength", required_argument, NULL, O_STRENGTH},
         {"preserve-color", no_argument, NULL, O_PRESERVE}, {"smooth", required_argument, NULL, O_SMOOTH},
         {"threads", required_argument, NULL, O_THREADS}, {"backend", required_argument, NULL, O_BACKEND},
-        {"format", required_argument, NULL, O_FORMAT}, {"stats-in", required_argument, NULL, O_STATS_IN},
+        {"format", required_argument, NULL, O_FORMAT}, {"precision", required_argument, NULL, O_PRECISION}, {"stats-in", required_argument, NULL, O_STATS_IN},
         {"stats-out", required_argument, NULL, O_STATS_OUT}, {"repeat", required_argument, NULL, O_REPEAT},
         {"info", no_argument, NULL, O_INFO},         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
@@ -239,6 +241,7 @@ int main(int argc, char **argv)
         case O_SMOOTH: bad = parse_float(optarg, &o.smooth); break;
         case O_THREADS: bad = parse_int(optarg, &o.threads); break;
         case O_BACKEND: bad = stylize_backend_from_name(optarg, &o.backend); break;
+        case O_PRECISION: bad = stylize_precision_from_name(optarg, &o.precision); break;
         case O_FORMAT:
             bad = -1;
             for (int i = 0; i < 8; i++)

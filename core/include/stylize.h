@@ -51,6 +51,13 @@ typedef enum stylize_backend {
     STYLIZE_BACKEND_CUDA = 3, /* CUDA (when built with it and a GPU is present) */
 } stylize_backend;
 
+/* Arithmetic of the network. */
+typedef enum stylize_precision {
+    STYLIZE_PRECISION_AUTO = 0, /* bf16 where the CPU has AMX or AVX512-BF16 and the backend supports it, else fp32 */
+    STYLIZE_PRECISION_FP32 = 1,
+    STYLIZE_PRECISION_BF16 = 2, /* bf16 storage and multiplies, fp32 accumulation */
+} stylize_precision;
+
 /* Pixel layouts, 8 bits per component. Names follow FFmpeg's AV_PIX_FMT_*. */
 typedef enum stylize_pixfmt {
     STYLIZE_PIX_RGB24 = 0, /* packed R,G,B */
@@ -81,6 +88,7 @@ typedef struct stylize_options {
                               many standard deviations between frames; 0 = never; default 0.5 */
     int threads;           /* worker threads, 0 = number of online CPUs (default) */
     stylize_backend backend; /* default AUTO */
+    stylize_precision precision; /* default AUTO */
 } stylize_options;
 
 /* Model facts, read from the model file. */
@@ -122,8 +130,14 @@ void stylize_options_default(stylize_options *opts);
  * Return 0, or STYLIZE_ERR_INVALID_ARG for an unknown name. */
 int stylize_mode_from_name(const char *name, stylize_mode *mode);
 int stylize_backend_from_name(const char *name, stylize_backend *backend);
+int stylize_precision_from_name(const char *name, stylize_precision *precision);
 const char *stylize_mode_name(stylize_mode mode);
 const char *stylize_backend_name(stylize_backend backend);
+const char *stylize_precision_name(stylize_precision precision);
+
+/* The backend and precision actually in use (AUTO resolved). */
+stylize_backend stylize_active_backend(const stylize_ctx *ctx);
+stylize_precision stylize_active_precision(const stylize_ctx *ctx);
 
 /* Resolve a model argument to a file: `name` is used as a path when it
  * names an existing file or contains a '/'; otherwise the bare style name

@@ -5,6 +5,7 @@
 #define STYLIZE_BACKEND_H
 
 #include "model.h"
+#include "stylize.h"
 
 enum sty_norm_mode {
     STY_NORM_SELF,  /* every instance norm uses the crop's own statistics */
@@ -21,18 +22,31 @@ typedef struct sty_run {
     int out_h, out_w;  /* at most the network's output size (4*ceil(ceil(n/2)/2)) */
 } sty_run;
 
+typedef struct sty_backend_config {
+    int threads;                  /* >= 1 */
+    stylize_precision precision;  /* AUTO: the backend picks (and reports it through active_precision) */
+} sty_backend_config;
+
 typedef struct sty_backend_ops {
     const char *name;
-    /* Prepare for a model; threads >= 1. */
-    int (*create)(const sty_model *m, int threads, void **state, char *err, size_t err_size);
+    stylize_backend id;
+    /* Is the backend usable on this machine (CPU features, devices)? */
+    int (*available)(void);
+    /* Prepare for a model. Unsupported precision: STYLIZE_ERR_UNSUPPORTED with a message. */
+    int (*create)(const sty_model *m, const sty_backend_config *cfg, void **state, char *err, size_t err_size);
     void (*destroy)(void *state);
     /* Run the network on one crop. Working buffers grow to the largest crop
      * seen and are then reused: no allocation in steady state. */
     int (*run)(void *state, const sty_run *r);
     /* Bytes of working memory needed for an h x w crop (for memory limits). */
     size_t (*workspace_bytes)(const sty_model *m, int h, int w);
+    /* The precision in use (never AUTO). */
+    stylize_precision (*active_precision)(const void *state);
 } sty_backend_ops;
 
 extern const sty_backend_ops sty_backend_ref;
+#ifdef STYLIZE_HAVE_DNNL
+extern const sty_backend_ops sty_backend_dnnl;
+#endif
 
 #endif

@@ -64,10 +64,25 @@ static void ref_destroy(void *opaque)
     free(st);
 }
 
-static int ref_create(const sty_model *m, int threads, void **out, char *err, size_t err_size)
+static int ref_available(void)
 {
-    ref_state *st = calloc(1, sizeof(*st));
+    return 1;
+}
+
+static stylize_precision ref_active_precision(const void *state)
+{
+    return STYLIZE_PRECISION_FP32;
+}
+
+static int ref_create(const sty_model *m, const sty_backend_config *cfg, void **out, char *err, size_t err_size)
+{
+    const int threads = cfg->threads;
     *out = NULL;
+    if (cfg->precision == STYLIZE_PRECISION_BF16) {
+        snprintf(err, err_size, "the ref backend computes in fp32 only (precision=bf16 needs the dnnl backend)");
+        return STYLIZE_ERR_UNSUPPORTED;
+    }
+    ref_state *st = calloc(1, sizeof(*st));
     if (!st)
         goto nomem;
     st->m = m;
@@ -397,6 +412,9 @@ static int ref_run(void *opaque, const sty_run *r)
 
 const sty_backend_ops sty_backend_ref = {
     .name = "ref",
+    .id = STYLIZE_BACKEND_REF,
+    .available = ref_available,
+    .active_precision = ref_active_precision,
     .create = ref_create,
     .destroy = ref_destroy,
     .run = ref_run,

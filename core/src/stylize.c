@@ -15,7 +15,11 @@
 const char *stylize_version(void)
 {
     return STR(STYLIZE_VERSION_MAJOR) "." STR(STYLIZE_VERSION_MINOR) "." STR(STYLIZE_VERSION_PATCH)
+#ifdef STYLIZE_HAVE_DNNL
+        " (backends: ref, dnnl)";
+#else
         " (backends: ref)";
+#endif
 }
 
 const char *stylize_strerror(int status)
@@ -55,10 +59,29 @@ void stylize_options_default(stylize_options *o)
     o->scene_cut = 0.5f;
     o->threads = 0;
     o->backend = STYLIZE_BACKEND_AUTO;
+    o->precision = STYLIZE_PRECISION_AUTO;
 }
 
 static const char *const mode_names[] = {"tin", "full", "patch"};
 static const char *const backend_names[] = {"auto", "ref", "dnnl", "cuda"};
+static const char *const precision_names[] = {"auto", "fp32", "bf16"};
+
+/* Backends built into this library, fastest first (AUTO takes the first available). */
+static const sty_backend_ops *const backends[] = {
+#ifdef STYLIZE_HAVE_DNNL
+    &sty_backend_dnnl,
+#endif
+    &sty_backend_ref,
+};
+#define N_BACKENDS (sizeof(backends) / sizeof(backends[0]))
+
+static const sty_backend_ops *find_backend(stylize_backend id)
+{
+    for (size_t i = 0; i < N_BACKENDS; i++)
+        if ((id == STYLIZE_BACKEND_AUTO && backends[i]->available()) || backends[i]->id == id)
+            return backends[i];
+    return NULL;
+}
 
 int stylize_mode_from_name(const char *name, stylize_mode *mode)
 {
@@ -78,6 +101,21 @@ int stylize_backend_from_name(const char *name, stylize_backend *backend)
             return STYLIZE_OK;
         }
     return STYLIZE_ERR_INVALID_ARG;
+}
+
+int stylize_precision_from_name(const char *name, stylize_precision *precision)
+{
+    for (int i = 0; name && i < 3; i++)
+        if (!strcmp(name, precision_names[i])) {
+            *precision = (stylize_precision)i;
+            return STYLIZE_OK;
+        }
+    return STYLIZE_ERR_INVALID_ARG;
+}
+
+const char *stylize_precision_name(stylize_precision precision)
+{
+    return (unsigned)precision < 3 ? precision_names[precision] : "?";
 }
 
 const char *stylize_mode_name(stylize_mode mode)
@@ -109,11 +147,16 @@ static int check_options(const stylize_options *o, char *err, size_t n)
         return snprintf(err, n, "scene_cut %g is outside 0..1000", (double)o->scene_cut), STYLIZE_ERR_INVALID_ARG;
     if (o->threads < 0 || o->threads > 1024)
         return snprintf(err, n, "threads %d is outside 0..1024 (0 = all CPUs)", o->threads), STYLIZE_ERR_INVALID_ARG;
-    if (o->backend == STYLIZE_BACKEND_DNNL || o->backend == STYLIZE_BACKEND_CUDA)
-        return snprintf(err, n, "backend '%s' is not built into this libstylize (%s)",
-                        stylize_backend_name(o->backend), stylize_version()), STYLIZE_ERR_UNSUPPORTED;
     if ((unsigned)o->backend > STYLIZE_BACKEND_CUDA)
         return snprintf(err, n, "backend %d is unknown", (int)o->backend), STYLIZE_ERR_INVALID_ARG;
+    if ((unsigned)o->precision > STYLIZE_PRECISION_BF16)
+        return snprintf(err, n, "precision %d is unknown", (int)o->precision), STYLIZE_ERR_INVALID_ARG;
+    const sty_backend_ops *b = find_backend(o->backend);
+    if (!b)
+        return snprintf(err, n, "backend '%s' is not built into this libstylize (%s)",
+                        stylize_backend_name(o->backend), stylize_version()), STYLIZE_ERR_UNSUPPORTED;
+    if (!b->available())
+        return snprintf(err, n, "backend '%s' cannot run on this machine", b->name), STYLIZE_ERR_UNSUPPORTED;
     return STYLIZE_OK;
 }
 
@@ -164,8 +207,9 @@ static int engine_create(const char *name, const stylize_options *o, sty_engine 
         snprintf(err, n, "out of memory");
         goto fail;
     }
-    e->ops = &sty_backend_ref; /* AUTO and REF; other backends are rejected by check_options */
-    if ((r = e->ops->create(e->model, effective_threads(o), &e->backend, err, n)))
+    e->ops = find_backend(o->backend); /* check_options made sure there is one */
+    sty_backend_config cfg = {.threads = effective_threads(o), .precision = o->precision};
+    if ((r = e->ops->create(e->model, &cfg, &e->backend, err, n)))
         goto fail;
     *out = e;
     return STYLIZE_OK;
@@ -272,7 +316,8 @@ int stylize_set_options(stylize_ctx *ctx, const stylize_options *opts)
     int r = check_options(opts, ctx->err, sizeof(ctx->err));
     if (r)
         return r;
-    if (effective_threads(opts) != effective_threads(&ctx->opts) || opts->backend != ctx->opts.backend) {
+    if (effective_threads(opts) != effective_threads(&ctx->opts) || opts->backend != ctx->opts.backend ||
+        opts->precision != ctx->opts.precision) {
         sty_engine *e;
         if ((r = engine_create(ctx->engine->model->path, opts, &e, ctx->err, sizeof(ctx->err))))
             return r;
@@ -294,6 +339,16 @@ int stylize_load_model(stylize_ctx *ctx, const char *model_path)
     engine_free(ctx->engine);
     ctx->engine = e;
     return STYLIZE_OK;
+}
+
+stylize_backend stylize_active_backend(const stylize_ctx *ctx)
+{
+    return ctx->engine->ops->id;
+}
+
+stylize_precision stylize_active_precision(const stylize_ctx *ctx)
+{
+    return ctx->engine->ops->active_precision(ctx->engine->backend);
 }
 
 void stylize_get_model_info(const stylize_ctx *ctx, stylize_model_info *info)

@@ -1,0 +1,30 @@
+#!/bin/sh
+# Install everything stylize needs to build and test, from Debian's packages
+# (Debian 12 or later, Ubuntu 22.04 or later). Run as root, or it prints the
+# command to run.
+set -eu
+
+PACKAGES="
+  build-essential pkg-config
+  libjson-c-dev libpng-dev libdnnl-dev
+  nasm xz-utils libx264-dev libsdl2-dev zlib1g-dev
+  python3 python3-numpy python3-pil python3-onnx python3-pytest python3-torch
+"
+
+missing=
+for p in $PACKAGES; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+if [ -z "$missing" ]; then
+    echo "install_deps: everything is installed"
+    exit 0
+fi
+echo "install_deps: installing:$missing"
+if [ "$(id -u)" != 0 ]; then
+    echo "install_deps: not root; run: sudo apt-get install -y$missing" >&2
+    exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q
+# shellcheck disable=SC2086
+apt-get install -y -q --no-install-recommends $missing
