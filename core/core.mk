@@ -15,7 +15,7 @@ CORE_CFLAGS := -std=c11 -D_GNU_SOURCE -O2 -g $(WARN) -fPIC -pthread -Icore/inclu
 	$(shell pkg-config --cflags $(CORE_PKGS)) \
 	-DSTYLIZE_MODEL_DIR='"$(PREFIX)/share/stylize/models"' -DSTYLIZE_SOURCE_MODEL_DIR='"$(TOP)/models"'
 # The convolution kernels: full optimization, and FMA where the clone has it.
-KERNEL_CFLAGS := -O3 -ffp-contract=fast
+KERNEL_CFLAGS := -O3 -ffp-contract=fast -fno-tree-slp-vectorize -Wno-psabi
 CORE_LIBS := $(shell pkg-config --libs $(CORE_PKGS)) -lpthread -lm
 ifeq ($(HAVE_DNNL),yes)
 CORE_CFLAGS += -DSTYLIZE_HAVE_DNNL
@@ -42,7 +42,7 @@ sanitize: $(BUILD)/asan/bin/stylize-image $(BUILD)/asan/tests/test_api
 $(OBJ)/%.o: core/src/%.c $(CORE_HDR) config.mk | $(OBJ)
 	$(CC) $(CORE_CFLAGS) $(if $(filter conv_%,$*),$(KERNEL_CFLAGS)) -c $< -o $@
 $(BUILD)/asan/obj/%.o: core/src/%.c $(CORE_HDR) config.mk | $(BUILD)/asan/obj
-	$(CC) $(CORE_CFLAGS) -O1 $(SAN_FLAGS) $(if $(filter conv_%,$*),-O2 -ffp-contract=fast) -c $< -o $@
+	$(CC) $(CORE_CFLAGS) -O1 $(SAN_FLAGS) $(if $(filter conv_%,$*),-O2 -ffp-contract=fast -Wno-psabi) -c $< -o $@
 
 $(OBJ) $(BUILD)/asan/obj $(BUILD)/lib $(BUILD)/bin $(BUILD)/tests $(BUILD)/pkgconfig $(BUILD)/asan/bin $(BUILD)/asan/tests:
 	mkdir -p $@

@@ -8,7 +8,7 @@
 #define PIX 4 /* output pixels per register block */
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(STYLIZE_NO_CLONES)
-#define MULTIVERSION __attribute__((target_clones("arch=skylake-avx512", "arch=haswell", "default")))
+#define MULTIVERSION __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define MULTIVERSION
 #endif
@@ -33,7 +33,18 @@ long sty_conv_scratch_floats(int cin, int k, int stride, int cols)
 }
 
 /* Outer-product kernel for cout >= 16: PIX pixels x STY_CONV_BLOCK output
- * channels of accumulators stay in registers over all taps and inputs. */
+ * channels of accumulators stay in registers over all taps and inputs.
+ * GCC/clang vector extensions make the register blocking explicit; the
+ * compiler maps the 16-float vector to whatever the clone's ISA has. */
+typedef float vec8 __attribute__((vector_size(32)));
+
+static inline __attribute__((always_inline)) vec8 load8(const float *p)
+{
+    vec8 v;
+    memcpy(&v, p, sizeof(v));
+    return v;
+}
+
 MULTIVERSION
 static void conv_row_blocked(const sty_conv_job *j, int oy)
 {
@@ -44,30 +55,32 @@ static void conv_row_blocked(const sty_conv_job *j, int oy)
         for (int p = 0; p < PIX; p++) /* the last block repeats its last pixel */
             px[p] = ox + p < j->cols ? ox + p : j->cols - 1;
         for (int cb = 0; cb < coutp; cb += STY_CONV_BLOCK) {
-            float acc[PIX][STY_CONV_BLOCK];
-            for (int p = 0; p < PIX; p++)
-                for (int i = 0; i < STY_CONV_BLOCK; i++)
-                    acc[p][i] = j->bias_padded[cb + i];
+            const vec8 blo = load8(j->bias_padded + cb), bhi = load8(j->bias_padded + cb + 8);
+            vec8 a0 = blo, a1 = blo, a2 = blo, a3 = blo, b0 = bhi, b1 = bhi, b2 = bhi, b3 = bhi;
             for (int ky = 0; ky < k; ky++) {
                 const float *irow = j->in + (long)j->ypad[oy * s + ky] * j->iw * cin;
                 for (int kx = 0; kx < k; kx++) {
-                    const float *x[PIX];
-                    for (int p = 0; p < PIX; p++)
-                        x[p] = irow + (long)j->xpad[px[p] * s + kx] * cin;
+                    const float *x0 = irow + (long)j->xpad[px[0] * s + kx] * cin;
+                    const float *x1 = irow + (long)j->xpad[px[1] * s + kx] * cin;
+                    const float *x2 = irow + (long)j->xpad[px[2] * s + kx] * cin;
+                    const float *x3 = irow + (long)j->xpad[px[3] * s + kx] * cin;
                     const float *wt = j->packed + ((long)(ky * k + kx) * cin) * coutp + cb;
                     for (int ci = 0; ci < cin; ci++) {
-                        const float *wv = wt + (long)ci * coutp;
-#pragma GCC unroll 4
-                        for (int p = 0; p < PIX; p++) {
-                            const float v = x[p][ci];
-#pragma GCC unroll 16
-                            for (int i = 0; i < STY_CONV_BLOCK; i++)
-                                acc[p][i] += v * wv[i];
-                        }
+                        const vec8 wlo = load8(wt + (long)ci * coutp), whi = load8(wt + (long)ci * coutp + 8);
+                        const float v0 = x0[ci], v1 = x1[ci], v2 = x2[ci], v3 = x3[ci];
+                        a0 += v0 * wlo;
+                        b0 += v0 * whi;
+                        a1 += v1 * wlo;
+                        b1 += v1 * whi;
+                        a2 += v2 * wlo;
+                        b2 += v2 * whi;
+                        a3 += v3 * wlo;
+                        b3 += v3 * whi;
                     }
                 }
             }
             const int nc = j->cout - cb < STY_CONV_BLOCK ? j->cout - cb : STY_CONV_BLOCK;
+            const vec8 acc[PIX][2] = {{a0, b0}, {a1, b1}, {a2, b2}, {a3, b3}};
             for (int p = 0; p < PIX && ox + p < j->cols; p++)
                 memcpy(orow + (long)(ox + p) * j->cout + cb, acc[p], sizeof(float) * (size_t)nc);
         }
