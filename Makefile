@@ -25,6 +25,13 @@ help:
 deps:
 	sh tools/install_deps.sh
 
+# Everything from a fresh Debian machine: dependencies, build, a stylized video.
+demo:
+	sh tools/install_deps.sh
+	[ -f config.mk ] || ./configure
+	$(MAKE) all
+	BUILD=$(TOP)/$(BUILD) sh tools/demo.sh
+
 include core/core.mk
 -include $(wildcard mk/*.mk)
 

@@ -67,8 +67,9 @@ $(BUILD)/pkgconfig/stylize.pc: core/core.mk | $(BUILD)/pkgconfig
 	printf 'Name: stylize\nDescription: neural style transfer with thumbnail instance normalization (build tree)\nVersion: 0.1.0\nCflags: -I%s/core/include\nLibs: %s/$(LIBSTYLIZE_A) %s\n' \
 		"$(TOP)" "$(TOP)" "$(CORE_LIBS)" >$@
 
-# Installed pkg-config file.
-$(BUILD)/stylize.pc: core/core.mk | $(BUILD)/lib
+# Installed pkg-config file (rewritten every time: PREFIX may come from the command line).
+.PHONY: FORCE
+$(BUILD)/stylize.pc: FORCE | $(BUILD)/lib
 	printf 'prefix=%s\nlibdir=$${prefix}/lib\nincludedir=$${prefix}/include\n\nName: stylize\nDescription: neural style transfer with thumbnail instance normalization\nVersion: 0.1.0\nRequires.private: json-c\nCflags: -I$${includedir}\nLibs: -L$${libdir} -lstylize\nLibs.private: -lpthread -lm\n' \
 		"$(PREFIX)" >$@
 
