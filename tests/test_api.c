@@ -388,6 +388,37 @@ static void test_tiny_and_odd_sizes(const char *model)
     stylize_destroy(ctx);
 }
 
+static void test_memory_limit(const char *model)
+{
+    stylize_options o;
+    stylize_options_default(&o);
+    o.threads = 2;
+    o.mode = STYLIZE_MODE_FULL;
+    o.max_memory = 4u << 20;
+    stylize_ctx *ctx = create(model, &o);
+    if (!ctx)
+        return;
+    const int w = 600, h = 400;
+    image in = image_new(STYLIZE_PIX_RGB24, w, h), out = image_new(STYLIZE_PIX_RGB24, w, h);
+    fill(&in, 0);
+    size_t full_need = stylize_memory_needed(ctx, w, h);
+    CHECK(full_need > o.max_memory, "full mode on 600x400 needs %zu bytes", full_need);
+    CHECK(stylize_process(ctx, &in.f, &out.f) == STYLIZE_ERR_TOO_LARGE && strstr(stylize_errmsg(ctx), "max_memory"),
+          "refused over the limit: %s", stylize_errmsg(ctx));
+    o.mode = STYLIZE_MODE_TIN;
+    o.tile = 64;
+    o.thumb = 128;
+    stylize_set_options(ctx, &o);
+    size_t tin_need = stylize_memory_needed(ctx, w, h);
+    CHECK(tin_need < o.max_memory, "tin with small tiles fits: %zu bytes", tin_need);
+    size_t big = stylize_memory_needed(ctx, 16 * w, 16 * h), huge = stylize_memory_needed(ctx, 32 * w, 32 * h);
+    CHECK(big <= o.max_memory && big == huge, "tin memory does not grow with the frame (%zu, %zu)", big, huge);
+    CHECK(stylize_process(ctx, &in.f, &out.f) == 0, "tin within the limit: %s", stylize_errmsg(ctx));
+    free(in.buf);
+    free(out.buf);
+    stylize_destroy(ctx);
+}
+
 static double max_rel_diff(const float *a, const float *b, size_t n)
 {
     double m = 0;
@@ -547,6 +578,7 @@ int main(int argc, char **argv)
     test_formats_and_strength(m1);
     test_tiny_and_odd_sizes(m1);
     test_stats_and_smoothing(m1);
+    test_memory_limit(m1);
     test_model_switch(m1, m2, argv[1]);
     printf("%d checks, %d failed\n", checks, failures);
     return failures ? 1 : 0;

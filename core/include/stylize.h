@@ -89,6 +89,10 @@ typedef struct stylize_options {
     int threads;           /* worker threads, 0 = number of online CPUs (default) */
     stylize_backend backend; /* default AUTO */
     stylize_precision precision; /* default AUTO */
+    size_t max_memory;     /* bytes of working memory a frame may use, 0 = no limit (default).
+                              A frame that needs more fails with STYLIZE_ERR_TOO_LARGE before
+                              anything is allocated; in tin mode the need depends on tile and
+                              thumb only (stylize_memory_needed tells it). */
 } stylize_options;
 
 /* Model facts, read from the model file. */
@@ -172,6 +176,10 @@ const char *stylize_errmsg(const stylize_ctx *ctx);
  * memory depends on tile and thumb, not on the frame size, and nothing is
  * allocated once a frame of this size has been processed. */
 int stylize_process(stylize_ctx *ctx, const stylize_frame *in, stylize_frame *out);
+
+/* Bytes of working memory (beyond the caller's frames) that processing a
+ * width x height frame needs with the current model and options. */
+size_t stylize_memory_needed(const stylize_ctx *ctx, int width, int height);
 
 /* Read the options in force. */
 void stylize_get_options(const stylize_ctx *ctx, stylize_options *opts);

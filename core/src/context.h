@@ -39,5 +39,6 @@ int sty_set_error(stylize_ctx *ctx, int status, const char *fmt, ...)
 /* The frame pipeline (process.c). */
 int sty_process_frame(stylize_ctx *ctx, const stylize_frame *in, stylize_frame *out);
 int sty_thumbnail_stats(stylize_ctx *ctx, const stylize_frame *in, float *stats);
+size_t sty_memory_needed(const stylize_ctx *ctx, int width, int height);
 
 #endif

@@ -58,6 +58,44 @@ static void thumb_size(const stylize_ctx *ctx, const stylize_frame *f, int *tw, 
         *th = 1;
 }
 
+/* The tiling of a frame: every tile and crop follows from these. */
+typedef struct tiling {
+    int overlap, step_x, step_y;
+    int max_cw, max_ch; /* largest crop */
+} tiling;
+
+static tiling plan_tiles(const stylize_ctx *ctx, int W, int H, int tile)
+{
+    tiling t;
+    t.overlap = round_up(ctx->opts.overlap < 0 ? ctx->engine->model->receptive_radius : ctx->opts.overlap, ALIGN);
+    tile = tile > 0 ? round_up(tile, ALIGN) : 0;
+    t.step_x = tile_step(W, tile);
+    t.step_y = tile_step(H, tile);
+    t.max_cw = t.step_x + 2 * t.overlap < W ? t.step_x + 2 * t.overlap : W;
+    t.max_ch = t.step_y + 2 * t.overlap < H ? t.step_y + 2 * t.overlap : H;
+    return t;
+}
+
+size_t sty_memory_needed(const stylize_ctx *ctx, int W, int H)
+{
+    const sty_engine *e = ctx->engine;
+    const stylize_options *o = &ctx->opts;
+    int tile = o->mode == STYLIZE_MODE_FULL ? 0 : o->tile;
+    tiling t = plan_tiles(ctx, W, H, tile);
+    size_t need = e->ops->workspace_bytes(e->model, t.max_ch, t.max_cw);
+    need += 2 * sizeof(float) * 3 * (size_t)t.max_cw * (size_t)t.max_ch; /* crop in and out */
+    if (o->mode == STYLIZE_MODE_TIN) {
+        stylize_frame f = {.width = W, .height = H};
+        int tw, th;
+        thumb_size(ctx, &f, &tw, &th);
+        size_t thumb_ws = e->ops->workspace_bytes(e->model, th, tw);
+        if (thumb_ws > need)
+            need = thumb_ws; /* the backend's buffers serve both passes */
+        need += sizeof(float) * 3 * (size_t)tw * th + sizeof(double) * 3 * (size_t)tw;
+    }
+    return need;
+}
+
 int sty_thumbnail_stats(stylize_ctx *ctx, const stylize_frame *in, float *stats)
 {
     sty_engine *e = ctx->engine;
@@ -90,12 +128,8 @@ static int run_tiles(stylize_ctx *ctx, const stylize_frame *in, stylize_frame *o
 {
     sty_engine *e = ctx->engine;
     const int W = in->width, H = in->height;
-    int overlap = ctx->opts.overlap < 0 ? e->model->receptive_radius : ctx->opts.overlap;
-    overlap = round_up(overlap, ALIGN);
-    tile = tile > 0 ? round_up(tile, ALIGN) : 0;
-    const int step_x = tile_step(W, tile), step_y = tile_step(H, tile);
-    const int max_cw = step_x + 2 * overlap < W ? step_x + 2 * overlap : W;
-    const int max_ch = step_y + 2 * overlap < H ? step_y + 2 * overlap : H;
+    const tiling t = plan_tiles(ctx, W, H, tile);
+    const int overlap = t.overlap, step_x = t.step_x, step_y = t.step_y, max_cw = t.max_cw, max_ch = t.max_ch;
     const size_t crop_floats = (size_t)max_cw * max_ch * 3;
     if (grow_floats(&ctx->crop_in, &ctx->crop_in_cap, crop_floats) ||
         grow_floats(&ctx->crop_out, &ctx->crop_out_cap, crop_floats))
@@ -130,6 +164,15 @@ int sty_process_frame(stylize_ctx *ctx, const stylize_frame *in, stylize_frame *
     if (ctx->opts.strength <= 0) { /* the network's result would be discarded */
         sty_copy_frame(in, out);
         return 0;
+    }
+    if (ctx->opts.max_memory) {
+        size_t need = sty_memory_needed(ctx, in->width, in->height);
+        if (need > ctx->opts.max_memory)
+            return sty_set_error(ctx, STYLIZE_ERR_TOO_LARGE, "a %dx%d frame in %s mode needs %zu MiB of working "
+                                 "memory, more than max_memory (%zu MiB)%s", in->width, in->height,
+                                 stylize_mode_name(ctx->opts.mode), need >> 20, ctx->opts.max_memory >> 20,
+                                 ctx->opts.mode == STYLIZE_MODE_TIN ? ": lower tile or thumb"
+                                                                    : ": use mode=tin, whose memory does not grow with the frame");
     }
     switch (ctx->opts.mode) {
     case STYLIZE_MODE_FULL:

@@ -304,6 +304,13 @@ int stylize_process(stylize_ctx *ctx, const stylize_frame *in, stylize_frame *ou
     return sty_process_frame(ctx, in, out);
 }
 
+size_t stylize_memory_needed(const stylize_ctx *ctx, int width, int height)
+{
+    if (!ctx || width < 1 || height < 1)
+        return 0;
+    return sty_memory_needed(ctx, width, height);
+}
+
 void stylize_get_options(const stylize_ctx *ctx, stylize_options *opts)
 {
     *opts = ctx->opts;

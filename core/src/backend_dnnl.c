@@ -1,0 +1,885 @@
+/* oneDNN backend: the TransformerNet as a chain of oneDNN convolutions.
+ *
+ * Layout. Every activation is stored with the border its consumer's
+ * padding needs (k/2 pixels of mirrored-periodic reflection, or edge
+ * replication in front of an upsampling layer), in one dense buffer. Each
+ * convolution runs over the whole stored extent with oneDNN's zero padding
+ * chosen so that its output is again a bordered tensor of the next size:
+ * the interior is exact, the border is garbage and is rewritten from the
+ * interior by a cheap pass (sty_k_border). So no layer copies its input
+ * into a padded buffer, and no convolution writes into a strided interior
+ * (which oneDNN 2.6 serves with its slow reference kernel).
+ * Activations are NHWC for bf16 (AMX / AVX512-BF16 kernels) and nChw16c /
+ * nChw8c for fp32 (the native layouts of the AVX-512 / AVX2 kernels); the
+ * same layout is used by every layer, so oneDNN never reorders activations.
+ *
+ * Layers:
+ *  - conv1 (k x k), conv2/conv3 (stride 2), residual convs: one convolution.
+ *  - nearest x2 upsampling + 3x3 conv (deconv1/2): a 2x2 convolution with 4x
+ *    the output channels over the edge-replicated input, then a
+ *    depth-to-space (sty_k_shuffle): 4/9 of the multiply-adds, and the
+ *    upsampled input is never stored.
+ *  - the last conv (C -> 3, k x k): a k x 1 convolution C -> 3k (one
+ *    output per colour and horizontal tap), then a horizontal sum
+ *    (sty_k_final) writing the caller's fp32 output block. A 3-output
+ *    convolution runs at a few percent of peak; 3k outputs keep the SIMD
+ *    lanes busy.
+ *
+ * Instance norm. STY_NORM_FIXED (tin tiles): the statistics are folded
+ * into the weights and biases (W * s, b * s + beta - mean * s with
+ * s = gamma / sqrt(var + eps)); ReLU is a post-op and the residual add a
+ * sum post-op into the block's input buffer. The fold is redone only when
+ * the statistics change (content compare). STY_NORM_SELF (full, patch, the
+ * thumbnail): convolution, then statistics over the interior (sty_k_stats,
+ * fp32 runs summed in double, two passes), then normalization, ReLU and the
+ * skip in one pass.
+ *
+ * Caching. Primitives, their memory objects and buffer assignment are
+ * built once per (crop size, norm mode) and kept (up to MAX_PLANS, least
+ * recently used replaced); working buffers and the scratchpad grow to the
+ * largest need and are reused. Steady state allocates nothing.
+ *
+ * Threads: oneDNN's OpenMP team is sized with omp_set_num_threads(threads)
+ * around every call (restored afterwards); this backend's own passes run on
+ * the same team. See backend_dnnl_load.c for OMP_WAIT_POLICY. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend.h"
+#include "backend_dnnl_impl.h"
+#include "stylize.h"
+
+#define NORM_EPS 1e-5
+#define MAX_PLANS 8
+#define NSLOT 4
+
+#define A (st->a)
+
+enum xkind { X_CONV, X_SUBPIX, X_FINAL };
+
+/* One model layer as executed (shape-independent). */
+typedef struct xlayer {
+    int kind;
+    int kh, kw, stride;
+    int cin, cout; /* the model's channels */
+    int xout;      /* channels of the executed convolution: cout, 4*cout (sub-pixel), 3*k (final) */
+    int bin, bout; /* border of the input / output tensor */
+    int bout_mode;
+    float *w_raw, *b_raw;   /* executed convolution, oihw fp32; b_raw NULL for the final layer */
+    float *w_fold, *b_fold; /* the same with fixed statistics folded in (norm layers only) */
+} xlayer;
+
+/* Weights of one layer in the format one primitive asked for. */
+typedef struct wentry {
+    int layer, fixed;
+    dnnl_memory_desc_t md;
+    void *buf;
+    dnnl_memory_t mem, user;
+    dnnl_primitive_t reorder;
+    unsigned version; /* fold_version it holds (fixed) */
+    struct wentry *next;
+} wentry;
+
+typedef struct pstep {
+    dnnl_primitive_t prim;
+    dnnl_memory_t src, dst, bias, scratch;
+    wentry *w;
+} pstep;
+
+typedef struct plan {
+    int h, w, fixed, valid;
+    unsigned long last_use;
+    sty_tens *tens;  /* [0] input; [1 + 2 li] output of layer li; [2 + 2 li] its Y / T temporary */
+    int *slot;       /* per tensor, -1 unused */
+    size_t slot_bytes[NSLOT];
+    size_t scratch_bytes, partial_doubles;
+    pstep *steps;    /* per layer */
+} plan;
+
+typedef struct dnnl_state {
+    const sty_dnnl_api *a;
+    const sty_model *m;
+    int threads, bf16, cb; /* cb: channel block of activations, 0 = NHWC */
+    dnnl_engine_t eng;
+    dnnl_stream_t strm;
+    xlayer *xl;
+    int last_norm_layer;
+    wentry *weights;
+    plan plans[MAX_PLANS];
+    unsigned long uses;
+    void *slot[NSLOT];
+    size_t slot_cap[NSLOT];
+    void *scratch;
+    size_t scratch_cap;
+    double *partial;
+    size_t partial_cap;
+    float *scale, *shift; /* STY_MAX_WIDTH + 16 */
+    float *fold_stats;
+    int have_fold;
+    unsigned fold_version;
+    int saved_threads;
+} dnnl_state;
+
+/* ------------------------------------------------------------------ setup */
+
+static int isa_has_bf16(const sty_dnnl_api *a)
+{
+    unsigned isa = (unsigned)a->dnnl_get_effective_cpu_isa();
+    return (isa & dnnl_cpu_isa_avx512_core_bf16) == dnnl_cpu_isa_avx512_core_bf16;
+}
+
+static int avail_result = -1;
+
+static int dnnl_available(void)
+{
+    if (avail_result >= 0)
+        return avail_result;
+    const sty_dnnl_api *a = sty_dnnl_load(NULL);
+    int ok = 0;
+    if (a) {
+        dnnl_engine_t e;
+        if (a->dnnl_engine_create(&e, dnnl_cpu, 0) == dnnl_success) {
+            a->dnnl_engine_destroy(e);
+            ok = 1;
+        }
+    }
+    avail_result = ok; /* benign race: every thread computes the same value */
+    return ok;
+}
+
+static stylize_precision dnnl_active_precision(const void *opaque)
+{
+    const dnnl_state *st = opaque;
+    return st->bf16 ? STYLIZE_PRECISION_BF16 : STYLIZE_PRECISION_FP32;
+}
+
+static void threads_enter(dnnl_state *st)
+{
+    if (A->omp_set_num_threads) {
+        st->saved_threads = A->omp_get_max_threads();
+        A->omp_set_num_threads(st->threads);
+    }
+}
+
+static void threads_leave(dnnl_state *st)
+{
+    if (A->omp_set_num_threads)
+        A->omp_set_num_threads(st->saved_threads);
+}
+
+/* Executed form of every layer: kinds, borders, transformed weights. */
+static void xl_geometry(const sty_model *m, xlayer *xl)
+{
+    for (int li = 0; li < m->n_layers; li++) {
+        const sty_conv *c = &m->convs[m->layers[li].conv];
+        xlayer *X = &xl[li];
+        X->cin = c->cin;
+        X->cout = c->cout;
+        X->stride = c->stride;
+        if (c->upsample) {
+            X->kind = X_SUBPIX;
+            X->kh = X->kw = 2;
+            X->xout = 4 * c->cout;
+        } else if (li == m->n_layers - 1 && m->layers[li].norm < 0 && c->cout == 3 && c->stride == 1) {
+            X->kind = X_FINAL;
+            X->kh = c->k;
+            X->kw = 1;
+            X->xout = 3 * c->k;
+        } else {
+            X->kind = X_CONV;
+            X->kh = X->kw = c->k;
+            X->xout = c->cout;
+        }
+    }
+    for (int li = 0; li < m->n_layers; li++) {
+        const sty_conv *c = &m->convs[m->layers[li].conv];
+        xl[li].bin = c->k / 2;
+        if (li + 1 < m->n_layers) {
+            const sty_conv *n = &m->convs[m->layers[li + 1].conv];
+            xl[li].bout = n->k / 2;
+            xl[li].bout_mode = n->upsample ? STY_BORDER_REPLICATE : STY_BORDER_REFLECT;
+        }
+    }
+}
+
+/* Sub-pixel weights: nearest x2 upsampling then a 3x3 conv over the
+ * reflection-padded upsampled map equals, on the edge-replicated source
+ * (border 1), a 2x2 conv per output phase: taps {0,1},{2} for the phase
+ * that starts one row up (odd output rows), {0},{1,2} for the other. */
+static void subpix_weights(const sty_conv *c, float *w, float *b)
+{
+    static const int taps[2][2][2] = {{{0, 1}, {2, -1}}, {{0, -1}, {1, 2}}}; /* [phase][u][..] */
+    const int C = c->cout, I = c->cin;
+    for (int pr = 0; pr < 2; pr++)
+        for (int pc = 0; pc < 2; pc++)
+            for (int o = 0; o < C; o++) {
+                int xo = (pr * 2 + pc) * C + o;
+                b[xo] = c->bias[o];
+                for (int i = 0; i < I; i++)
+                    for (int u = 0; u < 2; u++)
+                        for (int v = 0; v < 2; v++) {
+                            double s = 0;
+                            for (int a = 0; a < 2 && taps[pr][u][a] >= 0; a++)
+                                for (int bb = 0; bb < 2 && taps[pc][v][bb] >= 0; bb++)
+                                    s += c->weight[(((size_t)o * I + i) * 3 + taps[pr][u][a]) * 3 + taps[pc][v][bb]];
+                            w[(((size_t)xo * I + i) * 2 + u) * 2 + v] = (float)s;
+                        }
+            }
+}
+
+/* Final conv as k x 1 with one output per (colour, horizontal tap). */
+static void final_weights(const sty_conv *c, float *w)
+{
+    const int k = c->k, I = c->cin;
+    for (int o = 0; o < 3; o++)
+        for (int kx = 0; kx < k; kx++)
+            for (int i = 0; i < I; i++)
+                for (int ky = 0; ky < k; ky++)
+                    w[(((size_t)(o * k + kx) * I + i) * k + ky)] = c->weight[(((size_t)o * I + i) * k + ky) * k + kx];
+}
+
+static size_t xl_wcount(const xlayer *X)
+{
+    return (size_t)X->xout * X->cin * X->kh * X->kw;
+}
+
+/* ------------------------------------------------------------------ plans */
+
+static dnnl_format_tag_t tens_tag(const sty_tens *t)
+{
+    if (t->nhwc)
+        return dnnl_nhwc;
+    switch (t->cb) {
+    case 1: return dnnl_nchw;
+    case 8: return dnnl_nChw8c;
+    case 16: return dnnl_nChw16c;
+    default: return dnnl_format_tag_undef;
+    }
+}
+
+static void tens_init(sty_tens *t, int C, int H, int W, int bf16, int cb)
+{
+    memset(t, 0, sizeof(*t));
+    t->C = C;
+    t->H = H;
+    t->W = W;
+    t->bf16 = bf16;
+    if (cb == 0 || C == 3) { /* NHWC, or the planar image for blocked layouts */
+        t->cb = cb == 0 ? C : 1;
+        t->Cp = C;
+        t->nhwc = cb == 0;
+    } else {
+        t->cb = cb;
+        t->Cp = (C + cb - 1) / cb * cb;
+    }
+}
+
+static size_t tens_bytes(const sty_tens *t)
+{
+    return (size_t)t->Cp * t->H * t->W * (t->bf16 ? 2 : 4);
+}
+
+static int first_free(const int *busy, int nbusy)
+{
+    for (int s = 0;; s++) {
+        int used = 0;
+        for (int i = 0; i < nbusy; i++)
+            used |= busy[i] == s;
+        if (!used)
+            return s;
+    }
+}
+
+/* Tensor geometry and buffer slots of an h x w crop (no oneDNN objects). */
+static int plan_geometry(const sty_model *m, const xlayer *xl, int bf16, int cb, int h, int w, int fixed, plan *p)
+{
+    const int nt = 1 + 2 * m->n_layers;
+    p->tens = calloc((size_t)nt, sizeof(*p->tens));
+    p->slot = malloc(sizeof(int) * (size_t)nt);
+    if (!p->tens || !p->slot)
+        return -1;
+    for (int i = 0; i < nt; i++)
+        p->slot[i] = -1;
+    memset(p->slot_bytes, 0, sizeof(p->slot_bytes));
+    int H = h, W = w, cur = 0, skip = -1;
+    tens_init(&p->tens[0], 3, h + 2 * xl[0].bin, w + 2 * xl[0].bin, bf16, cb);
+    p->slot[0] = 0;
+    p->partial_doubles = 0;
+    for (int li = 0; li < m->n_layers; li++) {
+        const sty_layer *L = &m->layers[li];
+        const sty_conv *c = &m->convs[L->conv];
+        const xlayer *X = &xl[li];
+        const int oh = sty_conv_out_size(c, H), ow = sty_conv_out_size(c, W);
+        const int to = 1 + 2 * li, tt = 2 + 2 * li;
+        if (L->save_skip)
+            skip = cur;
+        int busy[4] = {p->slot[cur], skip >= 0 ? p->slot[skip] : -1, -1, -1}, nb = 2;
+        if (X->kind == X_SUBPIX) {
+            tens_init(&p->tens[tt], X->xout, H + 2 * X->bin - 1, W + 2 * X->bin - 1, bf16, cb);
+        } else if (X->kind == X_FINAL) {
+            tens_init(&p->tens[tt], X->xout, H + 2 * X->bin - X->kh + 1, W + 2 * X->bin, 0, bf16 ? 0 : cb);
+        }
+        if (X->kind != X_CONV) {
+            p->slot[tt] = first_free(busy, nb);
+            busy[nb++] = p->slot[tt];
+        }
+        if (X->kind != X_FINAL) {
+            tens_init(&p->tens[to], X->cout, oh + 2 * X->bout, ow + 2 * X->bout, bf16, cb);
+            if (L->add_skip && (skip < 0 || p->tens[skip].H != p->tens[to].H || p->tens[skip].W != p->tens[to].W ||
+                                p->tens[skip].Cp != p->tens[to].Cp || p->tens[skip].cb != p->tens[to].cb))
+                return -2; /* the skip is added element by element */
+            if (fixed && L->add_skip) {
+                p->slot[to] = p->slot[skip];
+            } else {
+                p->slot[to] = first_free(busy, nb);
+            }
+            if (L->norm >= 0 && !fixed) {
+                size_t pd = sty_k_stats_partial(&p->tens[to]);
+                if (pd > p->partial_doubles)
+                    p->partial_doubles = pd;
+            }
+        }
+        for (int t = to; t <= tt; t++)
+            if (p->slot[t] >= 0) {
+                if (p->slot[t] >= NSLOT)
+                    return -2;
+                size_t b = tens_bytes(&p->tens[t]);
+                if (b > p->slot_bytes[p->slot[t]])
+                    p->slot_bytes[p->slot[t]] = b;
+            }
+        {
+            size_t b = tens_bytes(&p->tens[0]);
+            if (b > p->slot_bytes[p->slot[0]])
+                p->slot_bytes[p->slot[0]] = b;
+        }
+        if (L->add_skip)
+            skip = -1;
+        cur = to;
+        H = oh;
+        W = ow;
+    }
+    return 0;
+}
+
+static void plan_free(dnnl_state *st, plan *p)
+{
+    if (p->steps)
+        for (int li = 0; li < st->m->n_layers; li++) {
+            pstep *s = &p->steps[li];
+            if (s->prim)
+                A->dnnl_primitive_destroy(s->prim);
+            if (s->src)
+                A->dnnl_memory_destroy(s->src);
+            if (s->dst)
+                A->dnnl_memory_destroy(s->dst);
+            if (s->bias)
+                A->dnnl_memory_destroy(s->bias);
+            if (s->scratch)
+                A->dnnl_memory_destroy(s->scratch);
+        }
+    free(p->steps);
+    free(p->tens);
+    free(p->slot);
+    memset(p, 0, sizeof(*p));
+}
+
+static int md_for(dnnl_state *st, dnnl_memory_desc_t *md, const sty_tens *t)
+{
+    dnnl_dims_t dims = {1, t->C, t->H, t->W};
+    dnnl_format_tag_t tag = tens_tag(t);
+    if (tag == dnnl_format_tag_undef)
+        return -1;
+    return A->dnnl_memory_desc_init_by_tag(md, 4, dims, t->bf16 ? dnnl_bf16 : dnnl_f32, tag) != dnnl_success;
+}
+
+/* The weights entry of a layer in format md (shared between plans). */
+static wentry *weights_for(dnnl_state *st, int li, int fixed, const dnnl_memory_desc_t *md)
+{
+    const xlayer *X = &st->xl[li];
+    for (wentry *e = st->weights; e; e = e->next)
+        if (e->layer == li && e->fixed == fixed && A->dnnl_memory_desc_equal(&e->md, md))
+            return e;
+    wentry *e = calloc(1, sizeof(*e));
+    if (!e)
+        return NULL;
+    e->layer = li;
+    e->fixed = fixed;
+    e->md = *md;
+    size_t bytes = A->dnnl_memory_desc_get_size(md);
+    e->buf = aligned_alloc(64, (bytes + 63) / 64 * 64);
+    dnnl_memory_desc_t umd;
+    dnnl_dims_t dims = {X->xout, X->cin, X->kh, X->kw};
+    dnnl_primitive_desc_t rpd = NULL;
+    int ok = e->buf && A->dnnl_memory_desc_init_by_tag(&umd, 4, dims, dnnl_f32, dnnl_oihw) == dnnl_success &&
+             A->dnnl_memory_create(&e->user, &umd, st->eng, fixed ? X->w_fold : X->w_raw) == dnnl_success &&
+             A->dnnl_memory_create(&e->mem, md, st->eng, e->buf) == dnnl_success &&
+             A->dnnl_reorder_primitive_desc_create(&rpd, &umd, st->eng, md, st->eng, NULL) == dnnl_success &&
+             A->dnnl_primitive_create(&e->reorder, rpd) == dnnl_success;
+    if (rpd)
+        A->dnnl_primitive_desc_destroy(rpd);
+    if (ok && !fixed) {
+        dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, e->user}, {DNNL_ARG_TO, e->mem}};
+        ok = A->dnnl_primitive_execute(e->reorder, st->strm, 2, args) == dnnl_success &&
+             A->dnnl_stream_wait(st->strm) == dnnl_success;
+    }
+    e->next = st->weights;
+    st->weights = e; /* freed with the state even when incomplete */
+    return ok ? e : NULL;
+}
+
+static void weights_free(dnnl_state *st)
+{
+    for (wentry *e = st->weights, *n; e; e = n) {
+        n = e->next;
+        if (e->reorder)
+            A->dnnl_primitive_destroy(e->reorder);
+        if (e->mem)
+            A->dnnl_memory_destroy(e->mem);
+        if (e->user)
+            A->dnnl_memory_destroy(e->user);
+        free(e->buf);
+        free(e);
+    }
+    st->weights = NULL;
+}
+
+static int step_create(dnnl_state *st, plan *p, int li)
+{
+    const sty_model *m = st->m;
+    const sty_layer *L = &m->layers[li];
+    const xlayer *X = &st->xl[li];
+    const int fixed = p->fixed && L->norm >= 0;
+    const sty_tens *src = &p->tens[li == 0 ? 0 : 1 + 2 * (li - 1)];
+    const sty_tens *dst = &p->tens[X->kind == X_CONV ? 1 + 2 * li : 2 + 2 * li];
+    pstep *s = &p->steps[li];
+    dnnl_memory_desc_t smd, dmd, wmd, bmd;
+    dnnl_dims_t wdims = {X->xout, X->cin, X->kh, X->kw}, bdims = {X->xout};
+    int pl = 0, prh = 0, prw = 0;
+    if (X->kind == X_CONV) {
+        pl = X->stride == 1 ? X->bout - X->bin + X->kh / 2 : 2 * X->bout - X->bin + X->kh / 2;
+        prh = (dst->H - 1) * X->stride + X->kh - src->H - pl;
+        prw = (dst->W - 1) * X->stride + X->kw - src->W - pl;
+        if (pl < 0 || prh < 0 || prw < 0)
+            return STYLIZE_ERR_BACKEND;
+    }
+    dnnl_dims_t strides = {X->stride, X->stride}, padl = {pl, pl}, padr = {prh, prw};
+    if (md_for(st, &smd, src) || md_for(st, &dmd, dst))
+        return STYLIZE_ERR_BACKEND;
+    if (A->dnnl_memory_desc_init_by_tag(&wmd, 4, wdims, st->bf16 ? dnnl_bf16 : dnnl_f32, dnnl_format_tag_any) ||
+        A->dnnl_memory_desc_init_by_tag(&bmd, 1, bdims, dnnl_f32, dnnl_a))
+        return STYLIZE_ERR_BACKEND;
+    dnnl_convolution_desc_t cd;
+    if (A->dnnl_convolution_forward_desc_init(&cd, dnnl_forward_inference, dnnl_convolution_direct, &smd, &wmd,
+                                              X->kind == X_FINAL ? NULL : &bmd, &dmd, strides, padl, padr))
+        return STYLIZE_ERR_BACKEND;
+    dnnl_primitive_attr_t attr = NULL;
+    dnnl_post_ops_t po = NULL;
+    dnnl_primitive_desc_t pd = NULL;
+    int r = STYLIZE_ERR_BACKEND;
+    if (A->dnnl_primitive_attr_create(&attr) || A->dnnl_post_ops_create(&po) ||
+        A->dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user))
+        goto done;
+    if ((fixed || L->norm < 0) && L->relu && A->dnnl_post_ops_append_eltwise(po, 1.f, dnnl_eltwise_relu, 0.f, 0.f))
+        goto done;
+    if (fixed && L->add_skip && A->dnnl_post_ops_append_sum(po, 1.f))
+        goto done;
+    if (A->dnnl_primitive_attr_set_post_ops(attr, po) || A->dnnl_primitive_desc_create(&pd, &cd, attr, st->eng, NULL) ||
+        A->dnnl_primitive_create(&s->prim, pd))
+        goto done;
+    const dnnl_memory_desc_t *q = A->dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
+    if (!q || !(s->w = weights_for(st, li, fixed, q)))
+        goto done;
+    q = A->dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
+    size_t sbytes = q ? A->dnnl_memory_desc_get_size(q) : 0;
+    if (sbytes) {
+        if (A->dnnl_memory_create(&s->scratch, q, st->eng, DNNL_MEMORY_NONE))
+            goto done;
+        if (sbytes > p->scratch_bytes)
+            p->scratch_bytes = sbytes;
+    }
+    if (A->dnnl_memory_create(&s->src, &smd, st->eng, DNNL_MEMORY_NONE) ||
+        A->dnnl_memory_create(&s->dst, &dmd, st->eng, DNNL_MEMORY_NONE))
+        goto done;
+    if (X->kind != X_FINAL &&
+        A->dnnl_memory_create(&s->bias, &bmd, st->eng, fixed ? X->b_fold : X->b_raw))
+        goto done;
+    r = STYLIZE_OK;
+done:
+    if (pd)
+        A->dnnl_primitive_desc_destroy(pd);
+    if (po)
+        A->dnnl_post_ops_destroy(po);
+    if (attr)
+        A->dnnl_primitive_attr_destroy(attr);
+    return r;
+}
+
+static plan *get_plan(dnnl_state *st, int h, int w, int fixed, int *err)
+{
+    plan *victim = NULL;
+    st->uses++;
+    for (int i = 0; i < MAX_PLANS; i++) {
+        plan *p = &st->plans[i];
+        if (p->valid && p->h == h && p->w == w && p->fixed == fixed) {
+            p->last_use = st->uses;
+            return p;
+        }
+        if (!victim || (victim->valid && (!p->valid || p->last_use < victim->last_use)))
+            victim = p;
+    }
+    plan_free(st, victim);
+    plan *p = victim;
+    p->h = h;
+    p->w = w;
+    p->fixed = fixed;
+    int g = plan_geometry(st->m, st->xl, st->bf16, st->cb, h, w, fixed, p);
+    if (g) {
+        *err = g == -1 ? STYLIZE_ERR_NOMEM : STYLIZE_ERR_BACKEND;
+        plan_free(st, p);
+        return NULL;
+    }
+    p->steps = calloc((size_t)st->m->n_layers, sizeof(*p->steps));
+    if (!p->steps) {
+        *err = STYLIZE_ERR_NOMEM;
+        plan_free(st, p);
+        return NULL;
+    }
+    for (int li = 0; li < st->m->n_layers; li++)
+        if ((*err = step_create(st, p, li))) {
+            plan_free(st, p);
+            return NULL;
+        }
+    p->valid = 1;
+    p->last_use = st->uses;
+    return p;
+}
+
+/* ---------------------------------------------------------------- running */
+
+static int grow(void **buf, size_t *cap, size_t need)
+{
+    if (need <= *cap)
+        return 0;
+    void *p = aligned_alloc(64, (need + 63) / 64 * 64);
+    if (!p)
+        return -1;
+    free(*buf);
+    *buf = p;
+    *cap = need;
+    return 0;
+}
+
+static int ensure_memory(dnnl_state *st, const plan *p)
+{
+    for (int i = 0; i < NSLOT; i++)
+        if (grow(&st->slot[i], &st->slot_cap[i], p->slot_bytes[i]))
+            return -1;
+    if (grow(&st->scratch, &st->scratch_cap, p->scratch_bytes))
+        return -1;
+    if (p->partial_doubles > st->partial_cap) {
+        void *q = realloc(st->partial, p->partial_doubles * sizeof(double));
+        if (!q)
+            return -1;
+        st->partial = q;
+        st->partial_cap = p->partial_doubles;
+    }
+    return 0;
+}
+
+/* New statistics for fixed mode: fold them into the weights (the weights
+ * entries are reordered lazily, by version). */
+static void fold(dnnl_state *st, const float *stats)
+{
+    const sty_model *m = st->m;
+    for (int li = 0; li < m->n_layers; li++) {
+        const sty_layer *L = &m->layers[li];
+        const xlayer *X = &st->xl[li];
+        if (L->norm < 0)
+            continue;
+        const sty_norm *n = &m->norms[L->norm];
+        const float *mean = stats + n->stats_offset, *var = mean + n->c;
+        const size_t per = (size_t)X->cin * X->kh * X->kw;
+        for (int o = 0; o < X->xout; o++) {
+            const int c = o % X->cout;
+            const double s = n->gamma[c] / sqrt((double)var[c] + NORM_EPS);
+            const float sf = (float)s;
+            const float *wr = X->w_raw + (size_t)o * per;
+            float *wf = X->w_fold + (size_t)o * per;
+            for (size_t i = 0; i < per; i++)
+                wf[i] = wr[i] * sf;
+            X->b_fold[o] = (float)(X->b_raw[o] * s + (n->beta[c] - mean[c] * s));
+        }
+    }
+    memcpy(st->fold_stats, stats, m->stats_size * sizeof(float));
+    st->have_fold = 1;
+    st->fold_version++;
+}
+
+static int exec_step(dnnl_state *st, plan *p, int li, void *src, void *dst)
+{
+    pstep *s = &p->steps[li];
+    if (s->w->fixed && s->w->version != st->fold_version) {
+        dnnl_exec_arg_t rargs[2] = {{DNNL_ARG_FROM, s->w->user}, {DNNL_ARG_TO, s->w->mem}};
+        if (A->dnnl_primitive_execute(s->w->reorder, st->strm, 2, rargs))
+            return STYLIZE_ERR_BACKEND;
+        s->w->version = st->fold_version;
+    }
+    dnnl_exec_arg_t args[5];
+    int n = 0;
+    A->dnnl_memory_set_data_handle(s->src, src);
+    A->dnnl_memory_set_data_handle(s->dst, dst);
+    args[n++] = (dnnl_exec_arg_t){DNNL_ARG_SRC, s->src};
+    args[n++] = (dnnl_exec_arg_t){DNNL_ARG_WEIGHTS, s->w->mem};
+    args[n++] = (dnnl_exec_arg_t){DNNL_ARG_DST, s->dst};
+    if (s->bias)
+        args[n++] = (dnnl_exec_arg_t){DNNL_ARG_BIAS, s->bias};
+    if (s->scratch) {
+        A->dnnl_memory_set_data_handle(s->scratch, st->scratch);
+        args[n++] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, s->scratch};
+    }
+    return A->dnnl_primitive_execute(s->prim, st->strm, n, args) ? STYLIZE_ERR_BACKEND : STYLIZE_OK;
+}
+
+/* SELF mode: statistics of t's interior, recorded, then normalization. */
+static int self_norm(dnnl_state *st, const sty_kern_ctx *k, const sty_run *r, int li, const sty_tens *t, int b,
+                     const sty_tens *skip)
+{
+    const sty_layer *L = &st->m->layers[li];
+    const sty_norm *n = &st->m->norms[L->norm];
+    float mean[STY_MAX_WIDTH], var[STY_MAX_WIDTH];
+    sty_k_stats(k, t, b, st->partial, mean, var);
+    if (r->stats) {
+        memcpy(r->stats + n->stats_offset, mean, sizeof(float) * (size_t)n->c);
+        memcpy(r->stats + n->stats_offset + n->c, var, sizeof(float) * (size_t)n->c);
+    }
+    if (r->stats_only && li == st->last_norm_layer)
+        return 1;
+    memset(st->scale, 0, sizeof(float) * (size_t)t->Cp);
+    memset(st->shift, 0, sizeof(float) * (size_t)t->Cp);
+    for (int c = 0; c < n->c; c++) {
+        double sc = n->gamma[c] / sqrt((double)var[c] + NORM_EPS);
+        st->scale[c] = (float)sc;
+        st->shift[c] = (float)(n->beta[c] - mean[c] * sc);
+    }
+    sty_k_apply(k, t, b, st->scale, st->shift, L->relu, skip);
+    return 0;
+}
+
+static int run_plan(dnnl_state *st, plan *p, const sty_run *r)
+{
+    const sty_model *m = st->m;
+    const sty_kern_ctx k = {st->a, st->threads};
+    for (int i = 0; i < 1 + 2 * m->n_layers; i++)
+        p->tens[i].p = p->slot[i] >= 0 ? st->slot[p->slot[i]] : NULL;
+    sty_k_input(&k, r->in, r->h, r->w, &p->tens[0], st->xl[0].bin);
+    int cur = 0, skip = -1, ret;
+    for (int li = 0; li < m->n_layers; li++) {
+        const sty_layer *L = &m->layers[li];
+        const xlayer *X = &st->xl[li];
+        const sty_tens *out = &p->tens[1 + 2 * li], *tmp = &p->tens[2 + 2 * li];
+        const int self = !p->fixed && L->norm >= 0;
+        if (L->save_skip)
+            skip = cur;
+        if ((ret = exec_step(st, p, li, p->tens[cur].p, X->kind == X_CONV ? out->p : tmp->p)))
+            return ret;
+        if (X->kind == X_FINAL) {
+            sty_k_final(&k, tmp, X->kh, X->b_raw, r->out, r->out_h, r->out_w);
+            break;
+        }
+        if (X->kind == X_SUBPIX)
+            sty_k_shuffle(&k, tmp, out, X->bout - 1);
+        if (self && self_norm(st, &k, r, li, out, X->bout, L->add_skip ? &p->tens[skip] : NULL))
+            return STYLIZE_OK; /* stats_only: done */
+        sty_k_border(&k, out, X->bout, X->bout_mode);
+        if (L->add_skip)
+            skip = -1;
+        cur = 1 + 2 * li;
+    }
+    return A->dnnl_stream_wait(st->strm) ? STYLIZE_ERR_BACKEND : STYLIZE_OK;
+}
+
+static int dnnl_run(void *opaque, const sty_run *r)
+{
+    dnnl_state *st = opaque;
+    const int fixed = r->norm == STY_NORM_FIXED;
+    if (fixed && r->stats_only)
+        return STYLIZE_OK;
+    if (fixed && !r->stats)
+        return STYLIZE_ERR_INVALID_ARG;
+    threads_enter(st);
+    int ret = STYLIZE_OK;
+    if (fixed && (!st->have_fold || memcmp(st->fold_stats, r->stats, st->m->stats_size * sizeof(float))))
+        fold(st, r->stats);
+    plan *p = get_plan(st, r->h, r->w, fixed, &ret);
+    if (p && ensure_memory(st, p))
+        ret = STYLIZE_ERR_NOMEM;
+    else if (p)
+        ret = run_plan(st, p, r);
+    threads_leave(st);
+    return ret;
+}
+
+/* ------------------------------------------------------------ life cycle */
+
+static void dnnl_destroy(void *opaque)
+{
+    dnnl_state *st = opaque;
+    if (!st)
+        return;
+    if (st->a) {
+        for (int i = 0; i < MAX_PLANS; i++)
+            plan_free(st, &st->plans[i]);
+        weights_free(st);
+        if (st->strm)
+            A->dnnl_stream_destroy(st->strm);
+        if (st->eng)
+            A->dnnl_engine_destroy(st->eng);
+    }
+    for (int li = 0; st->xl && li < st->m->n_layers; li++) {
+        free(st->xl[li].w_raw);
+        free(st->xl[li].b_raw);
+        free(st->xl[li].w_fold);
+        free(st->xl[li].b_fold);
+    }
+    free(st->xl);
+    for (int i = 0; i < NSLOT; i++)
+        free(st->slot[i]);
+    free(st->scratch);
+    free(st->partial);
+    free(st->scale);
+    free(st->shift);
+    free(st->fold_stats);
+    free(st);
+}
+
+static int layout_from_env(int bf16, unsigned isa)
+{
+    const char *e = getenv("STYLIZE_DNNL_LAYOUT");
+    if (e && !strcmp(e, "nhwc"))
+        return 0;
+    if (e && !strcmp(e, "blocked8"))
+        return 8;
+    if (e && !strcmp(e, "blocked16"))
+        return 16;
+    if (bf16)
+        return 0;
+    return (isa & dnnl_cpu_isa_avx512_core) == dnnl_cpu_isa_avx512_core ? 16 : 8;
+}
+
+static int dnnl_create(const sty_model *m, const sty_backend_config *cfg, void **out, char *err, size_t err_size)
+{
+    const char *why = NULL;
+    *out = NULL;
+    const sty_dnnl_api *a = sty_dnnl_load(&why);
+    if (!a) {
+        snprintf(err, err_size, "dnnl backend: %s", why);
+        return STYLIZE_ERR_UNSUPPORTED;
+    }
+    const int has_bf16 = isa_has_bf16(a);
+    if (cfg->precision == STYLIZE_PRECISION_BF16 && !has_bf16) {
+        snprintf(err, err_size, "precision=bf16 needs a CPU with AVX512-BF16 or AMX-BF16; this one has neither "
+                 "(oneDNN ISA 0x%x): use precision=fp32 or auto", (unsigned)a->dnnl_get_effective_cpu_isa());
+        return STYLIZE_ERR_UNSUPPORTED;
+    }
+    dnnl_state *st = calloc(1, sizeof(*st));
+    if (!st)
+        goto nomem;
+    st->a = a;
+    st->m = m;
+    st->threads = cfg->threads > 0 ? cfg->threads : 1;
+    st->bf16 = cfg->precision == STYLIZE_PRECISION_BF16 || (cfg->precision == STYLIZE_PRECISION_AUTO && has_bf16);
+    st->cb = layout_from_env(st->bf16, (unsigned)a->dnnl_get_effective_cpu_isa());
+    st->xl = calloc((size_t)m->n_layers, sizeof(*st->xl));
+    st->scale = calloc(STY_MAX_WIDTH + 16, sizeof(float));
+    st->shift = calloc(STY_MAX_WIDTH + 16, sizeof(float));
+    st->fold_stats = calloc(m->stats_size ? m->stats_size : 1, sizeof(float));
+    if (!st->xl || !st->scale || !st->shift || !st->fold_stats)
+        goto nomem;
+    xl_geometry(m, st->xl);
+    st->last_norm_layer = -1;
+    for (int li = 0; li < m->n_layers; li++) {
+        const sty_layer *L = &m->layers[li];
+        const sty_conv *c = &m->convs[L->conv];
+        xlayer *X = &st->xl[li];
+        if (L->norm >= 0)
+            st->last_norm_layer = li;
+        if (X->kind == X_SUBPIX && (c->k != 3 || X->bin != 1)) {
+            snprintf(err, err_size, "dnnl backend: upsampling layers must have 3x3 kernels");
+            dnnl_destroy(st);
+            return STYLIZE_ERR_UNSUPPORTED;
+        }
+        X->w_raw = malloc(sizeof(float) * xl_wcount(X));
+        X->b_raw = malloc(sizeof(float) * (size_t)X->xout);
+        if (!X->w_raw || !X->b_raw)
+            goto nomem;
+        if (L->norm >= 0) {
+            X->w_fold = malloc(sizeof(float) * xl_wcount(X));
+            X->b_fold = malloc(sizeof(float) * (size_t)X->xout);
+            if (!X->w_fold || !X->b_fold)
+                goto nomem;
+        }
+        if (X->kind == X_SUBPIX) {
+            subpix_weights(c, X->w_raw, X->b_raw);
+        } else if (X->kind == X_FINAL) {
+            final_weights(c, X->w_raw);
+            memcpy(X->b_raw, c->bias, 3 * sizeof(float)); /* added by sty_k_final */
+        } else {
+            memcpy(X->w_raw, c->weight, sizeof(float) * xl_wcount(X));
+            memcpy(X->b_raw, c->bias, sizeof(float) * (size_t)X->xout);
+        }
+    }
+    if (a->dnnl_engine_create(&st->eng, dnnl_cpu, 0) ||
+        a->dnnl_stream_create(&st->strm, st->eng, dnnl_stream_default_flags)) {
+        snprintf(err, err_size, "dnnl backend: cannot create a oneDNN CPU engine");
+        dnnl_destroy(st);
+        return STYLIZE_ERR_BACKEND;
+    }
+    *out = st;
+    return STYLIZE_OK;
+nomem:
+    dnnl_destroy(st);
+    snprintf(err, err_size, "dnnl backend: out of memory");
+    return STYLIZE_ERR_NOMEM;
+}
+
+static size_t dnnl_workspace_bytes(const sty_model *m, int h, int w)
+{
+    xlayer *xl = calloc((size_t)m->n_layers, sizeof(*xl));
+    plan p;
+    size_t total = 0;
+    memset(&p, 0, sizeof(p));
+    if (!xl)
+        return (size_t)-1;
+    xl_geometry(m, xl);
+    /* fp32 with 16-channel blocks: the largest of the layouts this backend uses */
+    for (int fixed = 0; fixed < 2; fixed++) {
+        size_t t = 0;
+        if (plan_geometry(m, xl, 0, 16, h, w, fixed, &p) == 0) {
+            for (int i = 0; i < NSLOT; i++)
+                t += p.slot_bytes[i];
+            t += p.partial_doubles * sizeof(double);
+        } else {
+            t = (size_t)-1;
+        }
+        free(p.tens);
+        free(p.slot);
+        memset(&p, 0, sizeof(p));
+        if (t > total)
+            total = t;
+    }
+    free(xl);
+    return total;
+}
+
+const sty_backend_ops sty_backend_dnnl = {
+    .name = "dnnl",
+    .id = STYLIZE_BACKEND_DNNL,
+    .available = dnnl_available,
+    .active_precision = dnnl_active_precision,
+    .create = dnnl_create,
+    .destroy = dnnl_destroy,
+    .run = dnnl_run,
+    .workspace_bytes = dnnl_workspace_bytes,
+};

@@ -1,0 +1,115 @@
+/* Internals of the oneDNN backend (backend_dnnl*.c).
+ *
+ * oneDNN is reached through a table of function pointers filled by
+ * dlopen("libdnnl.so.2") (backend_dnnl_load.c), so that
+ *  - libstylize runs (ref backend) on machines without libdnnl installed, and
+ *  - OMP_WAIT_POLICY can still be set before the OpenMP runtime that oneDNN
+ *    brings starts, when the program does not already link libdnnl.
+ * The same table holds the few OpenMP entry points used to size oneDNN's
+ * thread team and to run this backend's own loops on that team.
+ *
+ * Activation tensors ("sty_tens") are stored with their reflection border
+ * (the convolution's padding) included, channel-blocked: element (y, x, c)
+ * of a tensor with storage H x W and channel block cb lies at
+ * ((c / cb) * H + y) * W + x) * cb + c % cb. cb == Cp (all channels) is
+ * NHWC, cb == 1 is planar NCHW, cb == 8 / 16 is oneDNN's nChw8c / nChw16c. */
+#ifndef STYLIZE_BACKEND_DNNL_IMPL_H
+#define STYLIZE_BACKEND_DNNL_IMPL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <oneapi/dnnl/dnnl.h>
+
+#define STY_DNNL_FUNCS(X)                                                                           \
+    X(dnnl_version) X(dnnl_get_effective_cpu_isa) X(dnnl_engine_create) X(dnnl_engine_destroy)     \
+    X(dnnl_stream_create) X(dnnl_stream_destroy) X(dnnl_stream_wait) X(dnnl_memory_desc_init_by_tag) \
+    X(dnnl_memory_desc_get_size) X(dnnl_memory_desc_equal) X(dnnl_memory_create)                   \
+    X(dnnl_memory_destroy) X(dnnl_memory_set_data_handle) X(dnnl_convolution_forward_desc_init)    \
+    X(dnnl_primitive_attr_create) X(dnnl_primitive_attr_destroy) X(dnnl_primitive_attr_set_post_ops) \
+    X(dnnl_primitive_attr_set_scratchpad_mode) X(dnnl_post_ops_create) X(dnnl_post_ops_destroy)    \
+    X(dnnl_post_ops_append_eltwise) X(dnnl_post_ops_append_sum) X(dnnl_primitive_desc_create)      \
+    X(dnnl_primitive_desc_destroy) X(dnnl_primitive_desc_query) X(dnnl_primitive_desc_query_md)    \
+    X(dnnl_primitive_create) X(dnnl_primitive_destroy) X(dnnl_primitive_execute)                   \
+    X(dnnl_reorder_primitive_desc_create)
+
+typedef struct sty_dnnl_api {
+#define STY_DNNL_DECL(f) __typeof__(&f) f;
+    STY_DNNL_FUNCS(STY_DNNL_DECL)
+#undef STY_DNNL_DECL
+    /* OpenMP (NULL when oneDNN's runtime is not OpenMP) */
+    void (*omp_set_num_threads)(int);
+    int (*omp_get_max_threads)(void);
+    int (*omp_get_thread_num)(void);
+    int (*omp_get_num_threads)(void);
+    void (*GOMP_parallel)(void (*fn)(void *), void *data, unsigned num_threads, unsigned flags);
+    int wait_policy_set; /* 1: this library set OMP_WAIT_POLICY=passive before the runtime loaded */
+    int runtime_preloaded; /* 1: the OpenMP runtime was already loaded (the env var came too late) */
+} sty_dnnl_api;
+
+/* Load oneDNN once (thread-safe). Returns the table or NULL (then *why says why). */
+const sty_dnnl_api *sty_dnnl_load(const char **why);
+
+/* ---- parallel loops on oneDNN's OpenMP team (or serially) ---- */
+
+typedef void (*sty_dnnl_task_fn)(void *arg, int task);
+
+/* Run fn(arg, t) for t in [0, n) on `threads` threads of the OpenMP team;
+ * tasks are split into contiguous ranges, one per thread. */
+void sty_dnnl_parallel(const sty_dnnl_api *api, int threads, int n, sty_dnnl_task_fn fn, void *arg);
+
+/* ---- tensors and the element-wise passes (backend_dnnl_kern.c) ---- */
+
+typedef struct sty_tens {
+    void *p;
+    int bf16;     /* element type: 0 fp32, 1 bf16 */
+    int C, Cp, cb; /* channels, padded channels (multiple of cb), channel block */
+    int nhwc;     /* 1: NHWC (cb == Cp); 0: planar (cb == 1) or oneDNN's nChw8c / nChw16c */
+    int H, W;     /* storage size, borders included */
+} sty_tens;
+
+typedef struct sty_kern_ctx {
+    const sty_dnnl_api *api;
+    int threads;
+} sty_kern_ctx;
+
+enum { STY_BORDER_REFLECT, STY_BORDER_REPLICATE };
+
+/* in: h x w x 3 floats (RGB, rows packed) -> t (3 channels) with a border of
+ * b on every side by mirrored-periodic reflection. */
+void sty_k_input(const sty_kern_ctx *k, const float *in, int h, int w, const sty_tens *t, int b);
+/* Fill the border (b wide) of t around its interior (storage minus 2b) from
+ * the interior: mirrored-periodic reflection or edge replication. */
+void sty_k_border(const sty_kern_ctx *k, const sty_tens *t, int b, int mode);
+/* Per-channel mean and biased variance of the interior (two passes, fp32
+ * partial sums over short runs added in double, in a fixed order: results
+ * do not depend on the number of threads). partial: >= sty_k_stats_partial(t) doubles. */
+size_t sty_k_stats_partial(const sty_tens *t);
+void sty_k_stats(const sty_kern_ctx *k, const sty_tens *t, int b, double *partial, float *mean, float *var);
+/* Interior of t: v = v * scale[c] + shift[c]; relu; + skip (same geometry) when skip != NULL. */
+void sty_k_apply(const sty_kern_ctx *k, const sty_tens *t, int b, const float *scale, const float *shift, int relu,
+                 const sty_tens *skip);
+/* Depth-to-space of the sub-pixel deconvolution: y holds 4*C channels
+ * ordered (row phase, column phase, c); pixel (i, j) phase (pr, pc) goes to
+ * dst pixel (2i + off + pr, 2j + off + pc). Rows/columns falling outside dst are dropped. */
+void sty_k_shuffle(const sty_kern_ctx *k, const sty_tens *y, const sty_tens *dst, int off);
+/* The final conv's second half: out[y][x][c] = bias[c] + sum_kx t(y, x + kx, c * kw + kx)
+ * for y < out_h, x < out_w (t is fp32 with 3 * kw channels). */
+void sty_k_final(const sty_kern_ctx *k, const sty_tens *t, int kw, const float *bias, float *out, int out_h,
+                 int out_w);
+
+/* fp32 -> bf16, round to nearest even */
+static inline uint16_t sty_f2bf(float f)
+{
+    union { float f; uint32_t u; } v = {f};
+    if ((v.u & 0x7f800000u) == 0x7f800000u) /* Inf, NaN */
+        return (uint16_t)(v.u >> 16 | ((v.u & 0xffffu) ? 0x40 : 0));
+    return (uint16_t)((v.u + 0x7fffu + ((v.u >> 16) & 1)) >> 16);
+}
+static inline float sty_bf2f(uint16_t h)
+{
+    union { uint32_t u; float f; } v = {(uint32_t)h << 16};
+    return v.f;
+}
+
+#endif
