@@ -10,7 +10,7 @@ PYTHON := /usr/bin/python3
 TOP := $(CURDIR)
 
 .PHONY: all lib tools check check-core deps install uninstall clean distclean demo help
-all: lib tools $(if $(filter yes,$(ENABLE_FFMPEG)),ffmpeg)
+all: lib tools $(if $(filter yes,$(ENABLE_FFMPEG)),ffmpeg player)
 
 config.mk:
 	./configure
@@ -38,7 +38,7 @@ include core/core.mk
 # Tests: one pytest run covers the core (release and ASan/UBSan builds),
 # the converter and the ffmpeg integration.
 PYTEST_ARGS ?=
-check: lib tools sanitize $(if $(filter yes,$(ENABLE_FFMPEG)),ffmpeg)
+check: lib tools sanitize $(if $(filter yes,$(ENABLE_FFMPEG)),ffmpeg player)
 	STYLIZE_BUILD=$(TOP)/$(BUILD) $(PYTHON) -m pytest -q -ra tests $(PYTEST_ARGS)
 
 check-core: lib tools sanitize
