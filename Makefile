@@ -21,6 +21,10 @@ help:
 	@echo "make demo       stylize a sample video and image with a model (see README)"
 	@echo "make check      run every test (reference vs PyTorch, TIN, sanitizers, ffmpeg)"
 	@echo "make install    install libstylize, stylize.pc and the header (PREFIX, DESTDIR)"
+	@echo "make player     build/bin/stylize-player, the SDL2 live preview"
+	@echo "make ffmpeg-doc FFmpeg's man pages, ffmpeg-filters.1 documents stylize"
+	@echo "make check-ffmpeg-all   build FFmpeg 7.1 and 8.1 too and run the filter tests on each"
+	@echo "make fate-stylize       FFmpeg's own sample-free filter tests on the patched tree"
 
 deps:
 	sh tools/install_deps.sh
@@ -45,7 +49,7 @@ check-core: lib tools sanitize
 	STYLIZE_BUILD=$(TOP)/$(BUILD) STYLIZE_NO_FFMPEG=1 $(PYTHON) -m pytest -q -ra tests $(PYTEST_ARGS)
 
 clean:
-	rm -rf $(BUILD)/lib $(BUILD)/obj $(BUILD)/bin/stylize-* $(BUILD)/asan $(BUILD)/tests $(BUILD)/pkgconfig
+	rm -rf $(BUILD)/lib $(BUILD)/obj $(BUILD)/bin/stylize-* $(BUILD)/asan $(BUILD)/tests
 
 distclean:
 	rm -rf $(BUILD) config.mk

@@ -34,7 +34,7 @@ LIBSTYLIZE_SO := $(BUILD)/lib/libstylize.so
 STYLIZE_IMAGE := $(BUILD)/bin/stylize-image
 TEST_API := $(BUILD)/tests/test_api
 
-lib: $(LIBSTYLIZE_A) $(LIBSTYLIZE_SO) $(BUILD)/pkgconfig/stylize.pc
+lib: $(LIBSTYLIZE_A) $(LIBSTYLIZE_SO)
 tools: $(STYLIZE_IMAGE) $(TEST_API)
 .PHONY: sanitize
 sanitize: $(BUILD)/asan/bin/stylize-image $(BUILD)/asan/tests/test_api
@@ -44,7 +44,7 @@ $(OBJ)/%.o: core/src/%.c $(CORE_HDR) config.mk | $(OBJ)
 $(BUILD)/asan/obj/%.o: core/src/%.c $(CORE_HDR) config.mk | $(BUILD)/asan/obj
 	$(CC) $(CORE_CFLAGS) -O1 $(SAN_FLAGS) $(if $(filter conv_%,$*),-O2 -ffp-contract=fast -Wno-psabi) -c $< -o $@
 
-$(OBJ) $(BUILD)/asan/obj $(BUILD)/lib $(BUILD)/bin $(BUILD)/tests $(BUILD)/pkgconfig $(BUILD)/asan/bin $(BUILD)/asan/tests:
+$(OBJ) $(BUILD)/asan/obj $(BUILD)/lib $(BUILD)/bin $(BUILD)/tests $(BUILD)/asan/bin $(BUILD)/asan/tests:
 	mkdir -p $@
 
 $(LIBSTYLIZE_A): $(CORE_OBJ) | $(BUILD)/lib
@@ -61,11 +61,6 @@ $(BUILD)/asan/bin/stylize-image: core/cli/stylize_image.c $(ASAN_OBJ) | $(BUILD)
 	$(CC) $(CORE_CFLAGS) -O1 $(SAN_FLAGS) $(CLI_CFLAGS) $< -o $@ $(ASAN_OBJ) $(CLI_LIBS) $(CORE_LIBS)
 $(BUILD)/asan/tests/test_api: tests/test_api.c $(ASAN_OBJ) | $(BUILD)/asan/tests
 	$(CC) $(CORE_CFLAGS) -O1 $(SAN_FLAGS) $< -o $@ $(ASAN_OBJ) $(CORE_LIBS)
-
-# pkg-config file for building FFmpeg against the in-tree static library.
-$(BUILD)/pkgconfig/stylize.pc: core/core.mk | $(BUILD)/pkgconfig
-	printf 'Name: stylize\nDescription: neural style transfer with thumbnail instance normalization (build tree)\nVersion: 0.1.0\nCflags: -I%s/core/include\nLibs: %s/$(LIBSTYLIZE_A) %s\n' \
-		"$(TOP)" "$(TOP)" "$(CORE_LIBS)" >$@
 
 # Installed pkg-config file (rewritten every time: PREFIX may come from the command line).
 .PHONY: FORCE
