@@ -1,0 +1,1010 @@
+#!/usr/bin/python3
+"""Train a fast-neural-style TransformerNet for libstylize.
+
+The network is tools/torch_reference.py's TransformerNet (any widths, any
+number of residual blocks); the loss is the perceptual loss of Johnson et
+al. 2016 on VGG19 blocks 1-3 (../shared/vgg19, TF.js format, read by
+tools/vgg19_tfjs.py):
+
+  style    Gram-matrix loss on relu1_1, relu2_1, relu3_1 (default), evaluated
+           on the output and the style image at full scale AND on 2x
+           downscaled copies of both (--style-scales 1,2): block 4/5 are not
+           available, so the 2x copy is what teaches strokes larger than
+           relu3_1's 24-pixel receptive field;
+  content  feature reconstruction on relu2_2 (default);
+  tv       optional total variation.
+
+Each term is normalized (relative squared error: a style term is
+|G(out) - G(style)|^2 / |G(style)|^2, the content term |F(out) -
+F(in)|^2 / |F(in)|^2), so the weights are ratios that do not depend on the
+feature scale of the VGG variant; see docs/TRAINING.md for the defaults.
+
+--tin trains for thumbnail instance normalization (URST, Chen et al. 2022):
+a fraction of the iterations runs the network on a downscaled copy of each
+crop's whole (rescaled) image first, records every instance-norm layer's
+statistics, and normalizes the crop with those, as libstylize does in
+mode=tin.
+
+Typical use (see docs/TRAINING.md):
+
+  tools/train.py --style ../shared/styles/starry_night.jpg --iterations 4000 \\
+      --tin --threads 2 -o models/starry_night.safetensors
+  tools/plot_loss.py build/train/starry_night/loss.csv
+"""
+
+import argparse
+import csv
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+TOOLS = Path(__file__).resolve().parent
+REPO = TOOLS.parent
+sys.path.insert(0, str(TOOLS))
+import torch_reference as tr  # noqa: E402
+import vgg19_tfjs  # noqa: E402
+
+SHARED = Path(os.environ.get("STYLIZE_SHARED", REPO.parent / "shared"))
+PROG = "train.py"
+
+IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".ppm"}
+VIDEO_EXTS = {".mp4", ".mkv", ".avi", ".mov", ".webm", ".m4v", ".y4m"}
+
+# Known style images: (description, licence).
+STYLES = {
+    "starry_night": ("Vincent van Gogh, The Starry Night (1889)", "public domain"),
+    "the_scream": ("Edvard Munch, The Scream (1893)", "public domain"),
+    "great_wave": ("Katsushika Hokusai, The Great Wave off Kanagawa (c. 1831)", "public domain"),
+    "shipwreck": ("J. M. W. Turner, The Shipwreck (1805)", "public domain"),
+}
+
+# Permissively licensed colour photographs shipped by Debian's python3-skimage
+# (scikit-image's sample data; licences as stated in skimage/data/_fetchers.py).
+SKIMAGE_PHOTOS = {
+    "astronaut.png": "public domain (NASA, Eileen Collins)",
+    "chelsea.png": "CC0 (Stefan van der Walt)",
+    "coffee.png": "CC0 (Rachel Michetti)",
+    "rocket.jpg": "public domain (SpaceX)",
+}  # (hubble_deep_field.jpg, also public domain, is left out: mostly black sky)
+SKIMAGE_DIRS = [Path("/usr/lib/python3/dist-packages/skimage/data")]
+PHOTOS_DIR = REPO / "build" / "train-data" / "photos"
+
+# Options a resumed run takes from the checkpoint unless given again.
+NOT_RESUMED = {"resume", "export_only", "benchmark", "threads", "device", "fetch_photos",
+               "checkpoint_dir", "log", "preview"}
+ARCH = ("widths", "res_blocks", "kernel")
+
+
+class TrainError(Exception):
+    """A user-facing error: printed as 'train.py: ...', exit 1."""
+
+
+def log(msg):
+    print(msg, flush=True)
+
+
+# ===========================================================================
+# the network, batched with per-sample TIN statistics
+
+def _conv(layer, y):
+    """tr.ConvLayer's computation, with the fast stock reflection pad where
+    it is defined (pad < size: identical result)."""
+    if layer.upsample:
+        y = F.interpolate(y, scale_factor=2, mode="nearest")
+    p = layer.kernel // 2
+    if p:
+        if p < y.shape[-1] and p < y.shape[-2]:
+            y = F.pad(y, (p, p, p, p), mode="reflect")
+        else:
+            y = tr.reflect_pad(y, p)
+    return layer.conv(y)
+
+
+def run_net(model, x, stats=None, record=None, eps=tr.EPS):
+    """TransformerNet.forward for training: x (N, 3, H, W) RGB 0..255.
+
+    stats: None (every map normalized with its own statistics) or a list,
+    per instance-norm layer in network order, of (mean, var) of shape
+    (N, C): sample n is normalized with row n (TIN with a different
+    thumbnail per sample). record: None or a list to which (mean, var) of
+    shape (N, C) of every layer is appended, differentiable. Norms are
+    computed in float32 (also under autocast). Equal to model(x, stats) of
+    torch_reference for shared statistics (tests/test_train.py)."""
+    k = [0]
+
+    def norm(y, mod):
+        if y.dtype in (torch.float16, torch.bfloat16):
+            y = y.float()  # statistics in float32 under autocast
+        w, b = mod.weight.to(y.dtype), mod.bias.to(y.dtype)
+        if stats is None and record is None:
+            return F.instance_norm(y, weight=w, bias=b, eps=eps)
+        if stats is None:
+            mean = y.mean(dim=(2, 3))
+            var = (y - mean[:, :, None, None]).pow(2).mean(dim=(2, 3))
+            record.append((mean, var))
+        else:
+            mean, var = stats[k[0]]
+            mean, var = mean.to(y.dtype), var.to(y.dtype)
+            k[0] += 1
+        scale = torch.rsqrt(var + eps) * w
+        return (y - mean[:, :, None, None]) * scale[:, :, None, None] + b[:, None, None]
+
+    y = F.relu(norm(_conv(model.conv1, x), model.in1))
+    y = F.relu(norm(_conv(model.conv2, y), model.in2))
+    y = F.relu(norm(_conv(model.conv3, y), model.in3))
+    for i in range(1, model.res_blocks + 1):
+        rb = getattr(model, "res%d" % i)
+        r = F.relu(norm(_conv(rb.conv1, y), rb.in1))
+        y = y + norm(_conv(rb.conv2, r), rb.in2)
+    y = F.relu(norm(_conv(model.deconv1, y), model.in4))
+    y = F.relu(norm(_conv(model.deconv2, y), model.in5))
+    return _conv(model.deconv3, y)
+
+
+def thumbnail_stats_batch(model, thumbs, detach=False):
+    """Run the network on each thumbnail (list of (1, 3, h, w) tensors, sizes
+    may differ) and return per-layer (mean, var) stacked to (N, C)."""
+    per = []
+    for t in thumbs:
+        rec = []
+        if detach:
+            with torch.no_grad():
+                run_net(model, t, record=rec)
+        else:
+            run_net(model, t, record=rec)
+        per.append(rec)
+    return [(torch.cat([p[i][0] for p in per]), torch.cat([p[i][1] for p in per]))
+            for i in range(len(per[0]))]
+
+
+# ===========================================================================
+# loss
+
+class _GramCPU(torch.autograd.Function):
+    """Gram matrices through oneDNN convolutions: Debian's torch links the
+    reference BLAS, whose bmm made the Gram matrices 60% of an iteration.
+    Forward: G[i, j] = sum_p f[i, p] f[j, p] / HW as a convolution of the C
+    one-channel maps by the same C maps as full-size kernels. Backward:
+    dF = (dG + dG^T) F / HW as a convolution whose kernel runs over the
+    channels (a 1x1 convolution is 3x slower here)."""
+
+    @staticmethod
+    def forward(ctx, f):
+        ctx.save_for_backward(f)
+        n, c, h, w = f.shape
+        with torch.autocast("cpu", enabled=False):
+            g = [F.conv2d(f[i:i + 1].transpose(0, 1), f[i:i + 1].transpose(0, 1)).view(c, c)
+                 for i in range(n)]
+        return torch.stack(g) / (h * w)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (f,) = ctx.saved_tensors
+        n, c, h, w = f.shape
+        s = (grad + grad.transpose(1, 2)) / (h * w)
+        out = []
+        with torch.autocast("cpu", enabled=False):
+            for i in range(n):
+                ft = f[i].reshape(c, h * w).t().contiguous().view(h * w, 1, 1, c)
+                out.append(F.conv2d(ft, s[i].reshape(c, 1, 1, c)).view(h * w, c).t()
+                           .reshape(c, h, w))
+        return torch.stack(out)
+
+
+def gram(f):
+    """Gram matrices of (N, C, H, W) features, normalized by H*W: (N, C, C),
+    float32."""
+    f = f.float()
+    if f.device.type == "cpu":
+        return _GramCPU.apply(f.contiguous())
+    n, c, h, w = f.shape
+    f = f.reshape(n, c, h * w)
+    return torch.bmm(f, f.transpose(1, 2)) / (h * w)
+
+
+def downscale(x, s):
+    """Area downscale by an integer factor (avg pooling; exact for 2x)."""
+    return x if s == 1 else F.avg_pool2d(x, s)
+
+
+class PerceptualLoss:
+    """Johnson et al.'s perceptual loss on the VGG19 features available,
+    with multi-scale style and normalized (relative) terms."""
+
+    def __init__(self, vgg, style_img, style_layers, content_layer, scales, scale_weights,
+                 autocast):
+        self.vgg, self.style_layers, self.content_layer = vgg, list(style_layers), content_layer
+        self.scales, self.scale_weights = list(scales), list(scale_weights)
+        self.autocast = autocast
+        self.targets = {}  # scale -> layer -> (Gram (1,C,C), |G|^2)
+        with torch.no_grad():
+            for s in self.scales:
+                feats = self.vgg(downscale(style_img, s), self.style_layers)
+                self.targets[s] = {}
+                for name in self.style_layers:
+                    g = gram(feats[name])
+                    self.targets[s][name] = (g, g.pow(2).sum(dim=(1, 2)).clamp_min(1e-12))
+
+    def features(self, x, layers):
+        with self.autocast():
+            return self.vgg(x, layers)
+
+    def content_target(self, x):
+        with torch.no_grad():
+            return self.features(x, [self.content_layer])[self.content_layer].float()
+
+    def __call__(self, y, content_feat):
+        """y: network output (N,3,H,W) 0..255; content_feat: content_target of
+        the input. Returns (content, style, [style per scale])."""
+        per_scale = []
+        content = None
+        for s in self.scales:
+            layers = list(self.style_layers)
+            if s == 1:
+                layers.append(self.content_layer)
+            feats = self.features(downscale(y, s), layers)
+            terms = []
+            for name in self.style_layers:
+                g, norm = self.targets[s][name]
+                terms.append(((gram(feats[name]) - g).pow(2).sum(dim=(1, 2)) / norm).mean())
+            per_scale.append(torch.stack(terms).mean())
+            if s == 1:
+                f = feats[self.content_layer].float()
+                content = (f - content_feat).pow(2).mean() / content_feat.pow(2).mean().clamp_min(1e-12)
+        style = sum(w * v for w, v in zip(self.scale_weights, per_scale))
+        return content, style, per_scale
+
+
+def tv_loss(y):
+    """Total variation (squared differences) of y/255."""
+    y = y.float() / 255.0
+    return ((y[:, :, 1:, :] - y[:, :, :-1, :]).pow(2).mean()
+            + (y[:, :, :, 1:] - y[:, :, :, :-1]).pow(2).mean())
+
+
+# ===========================================================================
+# data
+
+def read_image(path):
+    from PIL import Image
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"))
+
+
+def fit_long_side(img, max_side):
+    import cv2
+    h, w = img.shape[:2]
+    if max(h, w) <= max_side:
+        return img
+    s = max_side / max(h, w)
+    return cv2.resize(img, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
+
+
+def video_frames(path, count):
+    """`count` frames evenly spaced over a video (RGB uint8), read with cv2."""
+    import cv2
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        raise TrainError("%s: cannot open the video" % path)
+    frames = []
+    try:
+        while True:
+            ok, f = cap.read()
+            if not ok:
+                break
+            frames.append(f)
+    finally:
+        cap.release()
+    if not frames:
+        raise TrainError("%s: no frames decoded" % path)
+    idx = np.unique(np.linspace(0, len(frames) - 1, max(1, count)).round().astype(int))
+    return [(i, cv2.cvtColor(frames[i], cv2.COLOR_BGR2RGB)) for i in idx]
+
+
+def photo_files():
+    """The permissively licensed photos that are present: skimage's data
+    folder (Debian's python3-skimage) or what --fetch-photos extracted."""
+    out = []
+    for d in SKIMAGE_DIRS + [PHOTOS_DIR]:
+        for name in SKIMAGE_PHOTOS:
+            p = d / name
+            if p.is_file() and not any(q.name == name for q in out):
+                out.append(p)
+    return out
+
+
+def expand_content(specs):
+    """--content values -> list of paths (directories expanded). 'auto' =
+    the Kodak images, cockatoo.mp4 and the photos of photo_files()."""
+    paths = []
+    for spec in specs:
+        if spec == "auto":
+            kodak, video = SHARED / "media" / "kodak", SHARED / "media" / "cockatoo.mp4"
+            if not kodak.is_dir() and not video.is_file():
+                raise TrainError("--content auto: no %s and no %s (set STYLIZE_SHARED or give "
+                                 "--content)" % (kodak, video))
+            if kodak.is_dir():
+                paths += sorted(p for p in kodak.iterdir() if p.suffix.lower() in IMAGE_EXTS)
+            if video.is_file():
+                paths.append(video)
+            paths += photo_files()
+            continue
+        p = Path(spec)
+        if p.is_dir():
+            found = sorted(q for q in p.iterdir() if q.suffix.lower() in IMAGE_EXTS | VIDEO_EXTS)
+            if not found:
+                raise TrainError("--content %s: no images or videos in it" % p)
+            paths += found
+        elif p.is_file():
+            paths.append(p)
+        else:
+            raise TrainError("--content %s: no such file or directory" % p)
+    return paths
+
+
+def load_content(specs, frames_per_video, max_side):
+    """[(name, HxWx3 uint8)] for every content image / video frame."""
+    images = []
+    for p in expand_content(specs):
+        if p.suffix.lower() in VIDEO_EXTS:
+            for i, f in video_frames(p, frames_per_video):
+                images.append(("%s#%d" % (p.name, i), fit_long_side(f, max_side)))
+        else:
+            images.append((p.name, fit_long_side(read_image(p), max_side)))
+    if not images:
+        raise TrainError("no content images")
+    return images
+
+
+def fetch_photos(dest=PHOTOS_DIR):
+    """Extract SKIMAGE_PHOTOS from Debian's python3-skimage package into
+    `dest` (apt-get download + dpkg-deb -x; no root, nothing installed)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        r = subprocess.run(["apt-get", "download", "python3-skimage"], cwd=tmp,
+                           capture_output=True, text=True)
+        debs = list(Path(tmp).glob("python3-skimage_*.deb"))
+        if r.returncode != 0 or not debs:
+            raise TrainError("apt-get download python3-skimage failed: %s"
+                             % (r.stderr.strip() or r.stdout.strip()))
+        ex = Path(tmp) / "x"
+        subprocess.run(["dpkg-deb", "-x", str(debs[0]), str(ex)], check=True)
+        src = ex / "usr/lib/python3/dist-packages/skimage/data"
+        lines = ["Photographs from Debian's %s (scikit-image sample data)." % debs[0].name, ""]
+        for name, lic in SKIMAGE_PHOTOS.items():
+            if (src / name).is_file():
+                shutil.copy2(src / name, dest / name)
+                lines.append("%s: %s" % (name, lic))
+        (dest / "LICENSES.txt").write_text("\n".join(lines) + "\n")
+    log("photos extracted to %s" % dest)
+
+
+class Sampler:
+    """Random training crops: random image, random rescale, random crop,
+    random horizontal flip; for TIN also the thumbnail of the rescaled whole
+    image the crop is cut from."""
+
+    def __init__(self, images, size, scale_range, tin_thumb, tin_ratio, rng):
+        self.images = [img for _, img in images]
+        self.size, self.scale_range = size, scale_range
+        self.tin_thumb, self.tin_ratio = tin_thumb, tin_ratio
+        self.rng = rng
+
+    def _loguniform(self, lo, hi):
+        if hi <= lo:
+            return lo
+        return math.exp(self.rng.uniform(math.log(lo), math.log(hi)))
+
+    def _crop(self, img, s):
+        """A size x size crop of img rescaled by s (random position)."""
+        import cv2
+        h, w = img.shape[:2]
+        r = self.size / s  # region side in source pixels
+        rh, rw = min(h, max(1, int(round(r)))), min(w, max(1, int(round(r))))
+        y0 = int(self.rng.integers(0, h - rh + 1))
+        x0 = int(self.rng.integers(0, w - rw + 1))
+        reg = img[y0:y0 + rh, x0:x0 + rw]
+        interp = cv2.INTER_AREA if s < 1 else cv2.INTER_CUBIC
+        return cv2.resize(reg, (self.size, self.size), interpolation=interp)
+
+    def sample(self, tin=False):
+        import cv2
+        img = self.images[int(self.rng.integers(len(self.images)))]
+        h, w = img.shape[:2]
+        smin = self.size / min(h, w)  # the crop must fit
+        thumb = None
+        if tin:
+            # The rescaled whole image is `ratio` times its thumbnail (1..tin_ratio),
+            # like a video frame is to the library's 512-px thumbnail.
+            ratio = self._loguniform(1.0, self.tin_ratio)
+            s = max(smin, min(max(smin, 2.0), self.tin_thumb * ratio / max(h, w)))
+            fh, fw = max(1, round(h * s)), max(1, round(w * s))
+            th, tw = tr.thumbnail_size(fh, fw, self.tin_thumb)
+            interp = cv2.INTER_AREA if th <= h else cv2.INTER_CUBIC
+            thumb = cv2.resize(img, (tw, th), interpolation=interp)
+        else:
+            lo, hi = self.scale_range
+            s = self._loguniform(max(smin, lo), max(smin, hi))
+        crop = self._crop(img, s)
+        if self.rng.random() < 0.5:
+            crop = crop[:, ::-1]
+            if thumb is not None:
+                thumb = thumb[:, ::-1]
+        return crop, thumb
+
+    def batch(self, n, tin, device):
+        crops, thumbs = [], []
+        for _ in range(n):
+            c, t = self.sample(tin)
+            crops.append(c)
+            if t is not None:
+                thumbs.append(to_tensor(t, device))
+        x = torch.from_numpy(np.ascontiguousarray(np.stack(crops).transpose(0, 3, 1, 2)))
+        return x.to(device=device, dtype=torch.float32), thumbs
+
+
+def to_tensor(img, device):
+    """HxWx3 uint8 -> (1, 3, H, W) float32 0..255."""
+    t = torch.from_numpy(np.ascontiguousarray(np.asarray(img).transpose(2, 0, 1))[None])
+    return t.to(device=device, dtype=torch.float32)
+
+
+def load_style(path, size, device):
+    import cv2
+    img = read_image(path)
+    if size:
+        h, w = img.shape[:2]
+        s = size / max(h, w)
+        img = cv2.resize(img, (max(1, round(w * s)), max(1, round(h * s))),
+                         interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_CUBIC)
+    return to_tensor(img, device)
+
+
+# ===========================================================================
+# precision, devices
+
+def pick_device(name):
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise TrainError("--device %s: CUDA is not available" % name)
+    return torch.device(name)
+
+
+def pick_amp(name, device):
+    """'off', 'bf16' or 'fp16' for --amp on `device`."""
+    if name == "auto":
+        if device.type == "cuda":
+            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        return "off"  # measured slower on AVX2 CPUs without native bf16 (docs/TRAINING.md)
+    if name == "fp16" and device.type != "cuda":
+        raise TrainError("--amp fp16 needs CUDA (use bf16 on a CPU)")
+    return name
+
+
+def autocast_factory(amp, device):
+    if amp == "off":
+        return lambda: torch.autocast(device.type, enabled=False)
+    dtype = torch.bfloat16 if amp == "bf16" else torch.float16
+    return lambda: torch.autocast(device.type, dtype=dtype)
+
+
+def grad_scaler(amp, device):
+    if amp != "fp16":
+        return None
+    if hasattr(torch, "amp") and hasattr(torch.amp, "GradScaler"):
+        return torch.amp.GradScaler(device.type)
+    return torch.cuda.amp.GradScaler()
+
+
+# ===========================================================================
+# checkpoints, export
+
+def save_checkpoint(path, model, opt, iteration, args, rng, elapsed, scaler=None):
+    """Tensors as tensors, everything else as one JSON string, so that
+    torch.load(weights_only=True) reads it on torch 1.13 (whose safe
+    unpickler rejects Python floats) and 2.x alike."""
+    osd = opt.state_dict()
+    meta = {
+        "iteration": iteration,
+        "args": vars(args),
+        "np_rng": rng.bit_generator.state,
+        "elapsed": float(elapsed),
+        "param_groups": osd["param_groups"],
+        "scaler": {k: (v.item() if torch.is_tensor(v) else v)
+                   for k, v in scaler.state_dict().items()} if scaler is not None else {},
+    }
+    ck = {
+        "model": model.state_dict(),
+        "optimizer_state": osd["state"],
+        "torch_rng": torch.get_rng_state(),
+        "meta": json.dumps(meta),
+    }
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(ck, str(tmp))
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path):
+    """A checkpoint of save_checkpoint: dict with model, optimizer (a
+    state_dict), torch_rng, iteration, args (dict), np_rng, elapsed, scaler."""
+    try:
+        ck = torch.load(str(path), map_location="cpu", weights_only=True)
+    except TypeError:  # a torch without weights_only
+        ck = torch.load(str(path), map_location="cpu")
+    except Exception as e:  # pickle errors of a file that is not ours
+        raise TrainError("%s: not a train.py checkpoint (%s)" % (path, str(e)[-200:])) from None
+    if not isinstance(ck, dict) or "meta" not in ck:
+        raise TrainError("%s: not a train.py checkpoint" % path)
+    meta = json.loads(ck.pop("meta"))
+    ck.update(meta)
+    ck["optimizer"] = {"state": ck.pop("optimizer_state"), "param_groups": meta["param_groups"]}
+    return ck
+
+
+def style_facts(args):
+    stem = Path(args.style).stem
+    desc, lic = STYLES.get(stem, (Path(args.style).name, "unknown"))
+    return (args.style_title or desc), (args.style_license or lic)
+
+
+def training_settings(args, iteration, content_names):
+    keys = ["widths", "res_blocks", "kernel", "size", "batch", "lr", "lr_min", "lr_schedule",
+            "style_weight", "content_weight", "tv_weight", "style_layers", "content_layer",
+            "style_scales", "style_scale_weights", "style_size", "scale", "tin", "tin_prob",
+            "tin_thumb", "tin_ratio", "tin_detach", "amp", "seed", "frames_per_video"]
+    d = {k: getattr(args, k) for k in keys}
+    d.update(iterations=iteration, style_image=Path(args.style).name, vgg="VGG19 blocks 1-3 "
+             "(Keras/TF.js weights)", content=content_names, torch=torch.__version__)
+    return json.dumps(d, sort_keys=True, separators=(",", ":"))
+
+
+def export_model(model, path, args, iteration, content_names):
+    title, style_lic = style_facts(args)
+    meta = {
+        "format": "stylize",
+        "format_version": "1",
+        "architecture": "transformer_net",
+        "style": args.style_name,
+        "style_image": title,
+        "style_license": style_lic,
+        "source": "trained with libstylize tools/train.py, %d iterations" % iteration,
+        "license": args.license,
+        "trained_by": "tools/train.py",
+        "training": training_settings(args, iteration, content_names),
+        "dtype": args.dtype,
+    }
+    cpu = tr.TransformerNet(model.widths, model.res_blocks, model.kernel_in)
+    cpu.load_state_dict({k: v.detach().float().cpu() for k, v in model.state_dict().items()})
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    tr.save_safetensors_model(cpu, path, meta, dtype={"fp16": "F16", "fp32": "F32",
+                                                      "bf16": "BF16"}[args.dtype])
+    log("exported %s (%s, iteration %d)" % (path, args.dtype, iteration))
+
+
+def write_preview(model, img, path, autocast):
+    with torch.no_grad(), autocast():
+        y = run_net(model, img)
+    out = y[0, :, :img.shape[2], :img.shape[3]].float().clamp(0, 255).round().byte()
+    tr.write_png(path, out.permute(1, 2, 0).cpu().numpy())
+
+
+# ===========================================================================
+# command line
+
+def parse_list(text, typ, name, n=None):
+    try:
+        vals = [typ(v) for v in str(text).split(",") if v.strip()]
+    except ValueError:
+        raise TrainError("--%s %s: expected a comma-separated list" % (name, text)) from None
+    if not vals or (n is not None and len(vals) != n):
+        raise TrainError("--%s %s: expected %s values" % (name, text, n or "some"))
+    return vals
+
+
+def build_parser():
+    d = "(default: %(default)s)"
+    p = argparse.ArgumentParser(
+        prog="train.py", allow_abbrev=False,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=__doc__.split("\n\n")[0],
+        epilog=__doc__.split("\n\n", 1)[1] + """
+files: in --checkpoint-dir (default build/train/STYLE_NAME): latest.pt and
+ckpt_NNNNNN.pt (model, optimizer, iteration, options, RNG state), loss.csv,
+preview_NNNNNN.png; the model goes to --output (default
+CHECKPOINT_DIR/STYLE_NAME.safetensors) at the end and at every checkpoint.
+
+exit status: 0 on success, 1 on an error (message 'train.py: ...').""")
+    g = p.add_argument_group("data")
+    g.add_argument("--style", metavar="IMAGE", help="style image (required, except with "
+                   "--fetch-photos or --resume)")
+    g.add_argument("--style-name", metavar="NAME", help="style name stored in the model (default: the style "
+                   "image's file name without extension)")
+    g.add_argument("--style-title", metavar="TEXT", help="description of the style image stored in the model "
+                   "(default: known for the four paintings in ../shared/styles)")
+    g.add_argument("--style-license", metavar="TEXT", help="licence of the style image (default: 'public "
+                   "domain' for the four paintings in ../shared/styles, else 'unknown')")
+    g.add_argument("--style-size", metavar="PX", type=int, default=512, help="the style image is resized to "
+                   "this longer side before its Gram matrices are taken; smaller = larger "
+                   "strokes in the result; 0 = as is " + d)
+    g.add_argument("--content", action="append", metavar="PATH",
+                   help="content images: a folder (its images and videos), an image or a "
+                   "video; repeatable. 'auto' = ../shared/media/kodak/*.png + "
+                   "../shared/media/cockatoo.mp4 + the permissively licensed photos of "
+                   "python3-skimage if present (see --fetch-photos) (default: auto)")
+    g.add_argument("--frames-per-video", metavar="N", type=int, default=8, help="frames taken from each "
+                   "video, evenly spaced " + d)
+    g.add_argument("--max-side", metavar="PX", type=int, default=1600, help="content images are shrunk to "
+                   "this longer side when loaded " + d)
+    g.add_argument("--fetch-photos", action="store_true", help="extract the CC0/public-domain "
+                   "photos of Debian's python3-skimage into build/train-data/photos "
+                   "(apt-get download, no root, nothing installed) and exit")
+    g = p.add_argument_group("network")
+    g.add_argument("--widths", metavar="C1,C2,C3", default="32,64,128", help="channel widths c1,c2,c3 (encoder; "
+                   "the decoder mirrors them); 16,32,64 is the half-width 'fast' model " + d)
+    g.add_argument("--res-blocks", metavar="N", type=int, default=5, help="residual blocks " + d)
+    g.add_argument("--kernel", metavar="K", type=int, default=9, help="first and last kernel size (odd) " + d)
+    g = p.add_argument_group("loss")
+    g.add_argument("--style-weight", metavar="W", type=float, default=10.0, help="weight of the style term "
+                   "(relative Gram error, averaged over layers, summed over scales) " + d)
+    g.add_argument("--content-weight", metavar="W", type=float, default=1.0, help="weight of the content "
+                   "term (relative feature error) " + d)
+    g.add_argument("--tv-weight", metavar="W", type=float, default=0.0, help="weight of total variation "
+                   "(mean squared neighbour difference of the output / 255); 0 = off " + d)
+    g.add_argument("--style-layers", metavar="LAYERS", default="relu1_1,relu2_1,relu3_1",
+                   help="VGG19 layers of the style term (relu1_1 .. relu3_4) " + d)
+    g.add_argument("--content-layer", metavar="LAYER", default="relu2_2", help="VGG19 layer of the content "
+                   "term " + d)
+    g.add_argument("--style-scales", metavar="S,S", default="1,2", help="downscale factors at which the style "
+                   "term is evaluated (output and style image avg-pooled by each) " + d)
+    g.add_argument("--style-scale-weights", metavar="W,W", default=None, help="weight per style scale "
+                   "(default: 1 for each)")
+    g.add_argument("--vgg", metavar="DIR", default=str(SHARED / "vgg19"), help="folder of the TF.js VGG19 "
+                   "(model.json + shards) " + d)
+    g = p.add_argument_group("optimization")
+    g.add_argument("--iterations", metavar="N", type=int, default=4000, help="training iterations (one "
+                   "batch each) " + d)
+    g.add_argument("--batch", metavar="N", type=int, default=4, help="crops per iteration " + d)
+    g.add_argument("--size", metavar="PX", type=int, default=256, help="crop side in pixels (multiple of 4) "
+                   + d)
+    g.add_argument("--scale", metavar="LO,HI", default="0.5,1.0", help="range of the random rescale of a "
+                   "content image before cropping (log-uniform; raised where the crop would "
+                   "not fit) " + d)
+    g.add_argument("--lr", metavar="LR", type=float, default=1e-3, help="Adam learning rate " + d)
+    g.add_argument("--lr-min", metavar="LR", type=float, default=1e-4, help="final learning rate of the "
+                   "cosine schedule " + d)
+    g.add_argument("--lr-schedule", choices=("cosine", "constant"), default="cosine",
+                   help="learning rate schedule " + d)
+    g.add_argument("--seed", metavar="N", type=int, default=1, help="random seed " + d)
+    g = p.add_argument_group("thumbnail instance normalization")
+    g.add_argument("--tin", action="store_true", help="TIN-aware training: a fraction "
+                   "(--tin-prob) of the iterations normalizes each crop with the statistics "
+                   "of its rescaled whole image's thumbnail")
+    g.add_argument("--tin-prob", metavar="P", type=float, default=0.5, help="fraction of TIN iterations "
+                   "with --tin " + d)
+    g.add_argument("--tin-thumb", metavar="PX", type=int, default=256, help="thumbnail longer side in "
+                   "training " + d)
+    g.add_argument("--tin-ratio", metavar="R", type=float, default=4.0, help="the rescaled whole image is "
+                   "1..this many times the thumbnail (log-uniform; 1080p / 512 = 3.75) " + d)
+    g.add_argument("--tin-detach", action="store_true", help="no gradient through the "
+                   "thumbnail statistics (cheaper; default: gradient flows)")
+    g = p.add_argument_group("running")
+    g.add_argument("--device", metavar="DEV", default="auto", help="auto (cuda if available), cpu, cuda, "
+                   "cuda:N " + d)
+    g.add_argument("--amp", choices=("auto", "off", "bf16", "fp16"), default="auto",
+                   help="autocast: auto = bf16 on CUDA GPUs that support it, else fp16 with "
+                   "a grad scaler; off on a CPU (bf16 was slower on this project's AVX2 "
+                   "machine) " + d)
+    g.add_argument("--threads", metavar="N", type=int, default=0, help="CPU threads for torch, 0 = torch's "
+                   "default " + d)
+    g.add_argument("--checkpoint-dir", metavar="DIR", help="checkpoints, loss log, previews (default: "
+                   "build/train/STYLE_NAME)")
+    g.add_argument("--checkpoint-every", metavar="N", type=int, default=250, help="iterations between "
+                   "checkpoints (and exports, previews) " + d)
+    g.add_argument("--keep", metavar="N", type=int, default=3, help="numbered checkpoints kept " + d)
+    g.add_argument("--log-every", metavar="N", type=int, default=10, help="iterations per loss-log row " + d)
+    g.add_argument("--log", metavar="CSV", help="loss log CSV (default: CHECKPOINT_DIR/loss.csv)")
+    g.add_argument("--preview", metavar="IMAGE", default=str(SHARED / "media" / "kodak" / "kodim23.png"),
+                   help="image stylized at each checkpoint ('none' = off) " + d)
+    g.add_argument("--resume", nargs="?", const="latest", metavar="CKPT",
+                   help="continue from a checkpoint (default: CHECKPOINT_DIR/latest.pt); "
+                   "options not given again are taken from it")
+    g.add_argument("--export-only", action="store_true", help="with --resume: just export the "
+                   "checkpoint's model to --output")
+    g.add_argument("--benchmark", type=int, metavar="N", help="time N iterations (after a "
+                   "warm-up one), print seconds per iteration, write nothing")
+    g = p.add_argument_group("export")
+    g.add_argument("-o", "--output", help="the .safetensors model (default: "
+                   "CHECKPOINT_DIR/STYLE_NAME.safetensors)")
+    g.add_argument("--dtype", choices=("fp16", "fp32", "bf16"), default="fp16",
+                   help="storage type of the exported weights " + d)
+    g.add_argument("--license", metavar="TEXT", default="MIT", help="licence of the trained model " + d)
+    return p
+
+
+def explicit_options(parser, argv):
+    """dests of the options given on the command line."""
+    out = set()
+    for tok in argv:
+        if tok == "--":
+            break
+        if tok.startswith("-") and len(tok) > 1:
+            a = parser._option_string_actions.get(tok.split("=", 1)[0])
+            if a is not None:
+                out.add(a.dest)
+    return out
+
+
+def finish_args(args):
+    """Validate and derive (lists from strings etc.); raises TrainError."""
+    args.widths_l = parse_list(args.widths, int, "widths", 3)
+    args.style_layers_l = parse_list(args.style_layers, str, "style-layers")
+    args.scales_l = parse_list(args.style_scales, int, "style-scales")
+    args.scale_weights_l = (parse_list(args.style_scale_weights, float, "style-scale-weights",
+                                       len(args.scales_l))
+                            if args.style_scale_weights else [1.0] * len(args.scales_l))
+    args.scale_l = parse_list(args.scale, float, "scale", 2)
+    if min(args.widths_l) < 1 or args.res_blocks < 1 or args.kernel < 1 or args.kernel % 2 == 0:
+        raise TrainError("bad network shape (widths >= 1, res-blocks >= 1, odd kernel)")
+    if args.size < 16 or args.size % 4:
+        raise TrainError("--size must be a multiple of 4, at least 16")
+    if args.batch < 1 or args.iterations < 0:
+        raise TrainError("--batch must be >= 1 and --iterations >= 0")
+    if min(args.scales_l) < 1 or args.size // max(args.scales_l) < 8:
+        raise TrainError("--style-scales: factors >= 1 leaving crops of at least 8 px")
+    if not 0 < args.scale_l[0] <= args.scale_l[1]:
+        raise TrainError("--scale LO,HI with 0 < LO <= HI")
+    if not 0 <= args.tin_prob <= 1 or args.tin_thumb < 16 or args.tin_ratio < 1:
+        raise TrainError("bad --tin-prob (0..1), --tin-thumb (>= 16) or --tin-ratio (>= 1)")
+    if args.checkpoint_every < 1 or args.log_every < 1:
+        raise TrainError("--checkpoint-every and --log-every must be >= 1")
+    args.style = str(Path(args.style).resolve())  # a checkpoint may be resumed elsewhere
+    if args.content:
+        args.content = [c if c == "auto" else str(Path(c).resolve()) for c in args.content]
+    if not args.style_name:
+        args.style_name = Path(args.style).stem
+    ck = Path(args.checkpoint_dir or REPO / "build" / "train" / args.style_name)
+    args.checkpoint_dir = str(ck)
+    args.output = str(Path(args.output).resolve()) if args.output else \
+        str(ck / (args.style_name + ".safetensors"))
+    args.log = args.log or str(ck / "loss.csv")
+    return args
+
+
+CSV_FIELDS = ["iteration", "seconds", "lr", "loss", "content", "style", "tv", "tin_fraction",
+              "s_per_iter", "cpu_s_per_iter"]
+
+
+def open_log(path, scales, start):
+    """The CSV loss log, appended to on resume (rows past `start` dropped)."""
+    fields = CSV_FIELDS[:6] + ["style_x%d" % s for s in scales] + CSV_FIELDS[6:]
+    rows = []
+    if start > 0 and Path(path).is_file():
+        with open(path, newline="") as f:
+            rows = [r for r in csv.DictReader(f) if int(r.get("iteration", 0) or 0) <= start]
+    f = open(path, "w", newline="")
+    w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
+    w.writeheader()
+    for r in rows:
+        w.writerow(r)
+    f.flush()
+    return f, w
+
+
+def lr_at(args, it):
+    if args.lr_schedule == "constant" or args.iterations <= 1:
+        return args.lr
+    t = min(1.0, it / (args.iterations - 1))
+    return args.lr_min + 0.5 * (args.lr - args.lr_min) * (1 + math.cos(math.pi * t))
+
+
+def train(args, argv_explicit):
+    device = pick_device(args.device)
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    ckdir = Path(args.checkpoint_dir)
+    ck = None
+    if args.resume:
+        path = ckdir / "latest.pt" if args.resume == "latest" else Path(args.resume)
+        if not path.is_file():
+            raise TrainError("--resume: %s does not exist" % path)
+        ck = load_checkpoint(path)
+        saved = ck["args"]
+        for k in ARCH:
+            if k in argv_explicit and str(getattr(args, k)) != str(saved[k]):
+                raise TrainError("--%s %s differs from the checkpoint's %s"
+                                 % (k.replace("_", "-"), getattr(args, k), saved[k]))
+        for k, v in saved.items():
+            if k not in argv_explicit and k not in NOT_RESUMED and hasattr(args, k) \
+                    and not k.endswith("_l"):
+                setattr(args, k, v)
+        args.style_name = args.style_name or saved.get("style_name")
+        finish_args(args)
+        log("resuming %s at iteration %d" % (path, ck["iteration"]))
+    amp = pick_amp(args.amp, device)
+    autocast = autocast_factory(amp, device)
+    scaler = grad_scaler(amp, device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+
+    torch.manual_seed(args.seed)
+    rng = np.random.default_rng(args.seed)
+    model = tr.TransformerNet(tuple(args.widths_l), args.res_blocks, args.kernel).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=args.lr)
+    start, elapsed0 = 0, 0.0
+    if ck is not None:
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        start, elapsed0 = int(ck["iteration"]), float(ck.get("elapsed", 0.0))
+        rng.bit_generator.state = ck["np_rng"]
+        torch.set_rng_state(ck["torch_rng"])
+        if scaler is not None and ck.get("scaler"):
+            scaler.load_state_dict(ck["scaler"])
+
+    images = load_content(args.content or ["auto"], args.frames_per_video, args.max_side)
+    content_names = sorted({n.split("#")[0] for n, _ in images})
+    if args.export_only:
+        if ck is None:
+            raise TrainError("--export-only needs --resume")
+        export_model(model, args.output, args, start, content_names)
+        return 0
+
+    need = args.style_layers_l + [args.content_layer]
+    deepest = max(need, key=vgg19_tfjs.layer_order().index)
+    vgg = vgg19_tfjs.VGG19Features(args.vgg, upto=deepest).to(device)
+    if not Path(args.style).is_file():
+        raise TrainError("--style %s: no such file" % args.style)
+    style_img = load_style(args.style, args.style_size, device)
+    loss_fn = PerceptualLoss(vgg, style_img, args.style_layers_l, args.content_layer,
+                             args.scales_l, args.scale_weights_l, autocast)
+    sampler = Sampler(images, args.size, args.scale_l, args.tin_thumb, args.tin_ratio, rng)
+    log("%d content images (%s); network widths %s, %d res blocks; %s, amp %s, %d threads"
+        % (len(images), ", ".join(content_names[:6]) + (", ..." if len(content_names) > 6 else ""),
+           args.widths, args.res_blocks, device, amp, torch.get_num_threads()))
+
+    bench = args.benchmark
+    writer = logf = None
+    preview = None
+    if not bench:
+        ckdir.mkdir(parents=True, exist_ok=True)
+        logf, writer = open_log(args.log, args.scales_l, start)
+        if args.preview and args.preview != "none":
+            pv = fit_long_side(read_image(args.preview), 512)
+            preview = to_tensor(pv, device)
+    end = start + (bench + 1) if bench else args.iterations
+
+    acc, n_acc = {}, 0
+    t_start = time.time()
+    t_int = time.time()
+    times, cpu_times = [], []
+    c_int = time.process_time()
+    model.train()
+    for it in range(start, end):
+        t0, c0 = time.time(), time.process_time()
+        lr = lr_at(args, it)
+        for gr in opt.param_groups:
+            gr["lr"] = lr
+        tin = args.tin and rng.random() < args.tin_prob
+        x, thumbs = sampler.batch(args.batch, tin, device)
+        target = loss_fn.content_target(x)
+        with autocast():
+            stats = thumbnail_stats_batch(model, thumbs, args.tin_detach) if tin else None
+            y = run_net(model, x, stats=stats)
+        y = y.float()
+        content, style, per_scale = loss_fn(y, target)
+        loss = args.content_weight * content + args.style_weight * style
+        tv = tv_loss(y) if args.tv_weight > 0 else torch.zeros((), device=device)
+        loss = loss + args.tv_weight * tv
+        if not torch.isfinite(loss):
+            raise TrainError("loss is %s at iteration %d (lower --lr?)" % (loss.item(), it + 1))
+        opt.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+        else:
+            loss.backward()
+            opt.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.time() - t0)
+        cpu_times.append(time.process_time() - c0)
+        vals = {"loss": loss.item(), "content": content.item(), "style": style.item(),
+                "tv": tv.item(), "tin_fraction": float(tin)}
+        for s, v in zip(args.scales_l, per_scale):
+            vals["style_x%d" % s] = v.item()
+        for k, v in vals.items():
+            acc[k] = acc.get(k, 0.0) + v
+        n_acc += 1
+        done = it + 1
+        if bench:
+            continue
+        if done % args.log_every == 0 or done == end:
+            row = {k: "%.6g" % (v / n_acc) for k, v in acc.items()}
+            now = time.time()
+            cnow = time.process_time()
+            row.update(iteration=done, seconds="%.1f" % (elapsed0 + now - t_start), lr="%.3g" % lr,
+                       s_per_iter="%.3f" % ((now - t_int) / n_acc),
+                       cpu_s_per_iter="%.3f" % ((cnow - c_int) / n_acc))
+            writer.writerow(row)
+            logf.flush()
+            log("it %6d  loss %.4f  content %.4f  style %.4f%s  %.2f s/it"
+                % (done, acc["loss"] / n_acc, acc["content"] / n_acc, acc["style"] / n_acc,
+                   "  tv %.5f" % (acc["tv"] / n_acc) if args.tv_weight > 0 else "",
+                   (now - t_int) / n_acc))
+            acc, n_acc, t_int, c_int = {}, 0, now, cnow
+        if done % args.checkpoint_every == 0 or done == end:
+            elapsed = elapsed0 + time.time() - t_start
+            path = ckdir / ("ckpt_%06d.pt" % done)
+            save_checkpoint(path, model, opt, done, args, rng, elapsed, scaler)
+            shutil.copyfile(path, ckdir / "latest.pt.tmp")
+            os.replace(ckdir / "latest.pt.tmp", ckdir / "latest.pt")
+            old = sorted(ckdir.glob("ckpt_*.pt"))[:-args.keep] if args.keep > 0 else []
+            for o in old:
+                o.unlink()
+            export_model(model, args.output, args, done, content_names)
+            if preview is not None:
+                model.eval()
+                write_preview(model, preview, ckdir / ("preview_%06d.png" % done), autocast)
+                model.train()
+    if bench:
+        t, c = times[1:], cpu_times[1:]
+        log("benchmark: %.3f s/iteration (mean of %d; min %.3f; process CPU time %.3f s/it) at "
+            "%dx%d, batch %d, widths %s, amp %s, %d threads, tin %s"
+            % (float(np.mean(t)), len(t), float(np.min(t)), float(np.mean(c)),
+                                            args.size, args.size, args.batch, args.widths, amp,
+                                            torch.get_num_threads(),
+                                            "%.2f" % args.tin_prob if args.tin else "off"))
+        return 0
+    if logf is not None:
+        logf.close()
+    if start >= end:
+        export_model(model, args.output, args, start, content_names)
+    return 0
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.fetch_photos:
+            fetch_photos()
+            return 0
+        if not args.style and not args.resume:
+            parser.error("--style is required")
+        if args.resume and not args.style:
+            # everything but the paths comes from the checkpoint
+            ckdir = args.checkpoint_dir
+            path = Path(args.resume) if args.resume != "latest" else (
+                Path(ckdir) / "latest.pt" if ckdir else None)
+            if path is None or not path.is_file():
+                raise TrainError("--resume without --style needs the checkpoint path or "
+                                 "--checkpoint-dir")
+            saved = load_checkpoint(path)["args"]
+            args.style = saved["style"]
+            args.style_name = args.style_name or saved.get("style_name")
+        if args.resume and args.resume != "latest" and not args.checkpoint_dir:
+            args.checkpoint_dir = str(Path(args.resume).resolve().parent)
+        finish_args(args)
+        return train(args, explicit_options(parser, argv))
+    except TrainError as e:
+        sys.stderr.write("%s: %s\n" % (PROG, e))
+        return 1
+    except KeyboardInterrupt:
+        sys.stderr.write("%s: interrupted (resume with --resume)\n" % PROG)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
