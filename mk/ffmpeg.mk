@@ -209,9 +209,11 @@ check-ffmpeg-all: lib tools
 # 30 s). FATE_VERSION picks the tree, FATE_PATTERN the tests.
 FATE_VERSION ?= $(FFMPEG_VERSION)
 FATE_PATTERN ?= ^fate-(filter-|vfilter|afilter|lavfi|source$$)
+# fate-source asks git which files belong to FFmpeg: the tree lives inside
+# this project's checkout, so git must not look above it.
 fate-stylize: ffmpeg-$(FATE_VERSION)
 	@cd $(FFD_$(FATE_VERSION))/obj && \
-	export MAKEFLAGS="$${MAKEFLAGS%% -- *}" && \
+	export MAKEFLAGS="$${MAKEFLAGS%% -- *}" GIT_CEILING_DIRECTORIES=$(FFD_$(FATE_VERSION)) && \
 	tests=$$($(MAKE) -s --no-print-directory fate-list SAMPLES= 2>/dev/null | grep -E '$(FATE_PATTERN)') && \
 	echo "FATE on FFmpeg $(FATE_VERSION): $$(echo $$tests | wc -w) tests" && \
 	$(MAKE) --no-print-directory -k SAMPLES= $$tests
