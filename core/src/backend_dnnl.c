@@ -25,14 +25,37 @@
  *    convolution runs at a few percent of peak; 3k outputs keep the SIMD
  *    lanes busy.
  *
- * Instance norm. STY_NORM_FIXED (tin tiles): the statistics are folded
- * into the weights and biases (W * s, b * s + beta - mean * s with
- * s = gamma / sqrt(var + eps)); ReLU is a post-op and the residual add a
- * sum post-op into the block's input buffer. The fold is redone only when
- * the statistics change (content compare). STY_NORM_SELF (full, patch, the
- * thumbnail): convolution, then statistics over the interior (sty_k_stats,
- * fp32 runs summed in double, two passes), then normalization, ReLU and the
- * skip in one pass.
+ * Instance norm. STY_NORM_FIXED (tin tiles): the normalization is part of
+ * the convolution: per-channel multiply and add post-ops (s = gamma /
+ * sqrt(var + eps), t = beta - mean * s), ReLU, and for the residual add a
+ * binary add of the block's input (oneDNN's AVX2 kernels take a sum
+ * post-op only in first place): no pass over the activations. Should a
+ * CPU's oneDNN serve a fused convolution only with a reference kernel, that
+ * layer runs unfused (convolution, then the normalization pass).
+ * s and t are recomputed only when the statistics change (content
+ * compare). The weights are not scaled by s: with the input's DC component
+ * (pixels near 230 on a bright flat frame) the folded products cancel in
+ * the accumulation and lose several 8-bit levels; the post-ops compute
+ * the same operations as STY_NORM_SELF (multiply, then add), so in fp32
+ * the thumbnail pass and the tiles round alike. STY_NORM_SELF (full, patch,
+ * the thumbnail): convolution, then statistics over the interior
+ * (sty_k_stats: one pass of shifted sums in double), then normalization,
+ * ReLU and the skip in one pass.
+ *
+ * Rounding noise. Instance norm divides by sqrt(var + 1e-5): on a
+ * (nearly) uniform map it multiplies deviations by up to 316, layer after
+ * layer. The reference backend and PyTorch compute every pixel of a uniform
+ * map identically (variance exactly 0, output = beta), and so do oneDNN's
+ * convolutions (checked), but the four phases of a sub-pixel layer use
+ * different (summed) weights: their last-bit differences would be
+ * amplified into visible noise (a black frame would come out textured).
+ * So a channel whose variance is at most its rounding-noise floor is
+ * treated as constant (scale 0, output beta), in both norm modes: for the
+ * sub-pixel layers (and, in bf16, where the thumbnail and the tiles round
+ * differently, every layer) the floor is (r * M)^2 with M = sum |w| *
+ * bound of |input| per output channel, r = 2^-16 (fp32) or 2^-12 (bf16),
+ * far below the variance of real content; elsewhere it is 0 (a constant
+ * channel gives exactly beta).
  *
  * Caching. Primitives, their memory objects and buffer assignment are
  * built once per (crop size, norm mode) and kept (up to MAX_PLANS, least
@@ -46,13 +69,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "backend.h"
 #include "backend_dnnl_impl.h"
 #include "stylize.h"
 
 #define NORM_EPS 1e-5
-#define MAX_PLANS 8
+#define MAX_PLANS 16
 #define NSLOT 4
 
 #define A (st->a)
@@ -67,24 +91,26 @@ typedef struct xlayer {
     int xout;      /* channels of the executed convolution: cout, 4*cout (sub-pixel), 3*k (final) */
     int bin, bout; /* border of the input / output tensor */
     int bout_mode;
-    float *w_raw, *b_raw;   /* executed convolution, oihw fp32; b_raw NULL for the final layer */
-    float *w_fold, *b_fold; /* the same with fixed statistics folded in (norm layers only) */
+    float *w_raw, *b_raw; /* executed convolution, oihw fp32 (final layer: b_raw = the 3 biases) */
+    float *fscale, *fshift; /* [xout] fixed-mode normalization (norm layers) */
+    float *var_floor;     /* per channel: variances up to this are rounding noise (norm layers) */
 } xlayer;
 
 /* Weights of one layer in the format one primitive asked for. */
 typedef struct wentry {
-    int layer, fixed;
+    int layer;
     dnnl_memory_desc_t md;
     void *buf;
     dnnl_memory_t mem, user;
     dnnl_primitive_t reorder;
-    unsigned version; /* fold_version it holds (fixed) */
     struct wentry *next;
 } wentry;
 
 typedef struct pstep {
     dnnl_primitive_t prim;
-    dnnl_memory_t src, dst, bias, scratch;
+    dnnl_memory_t src, dst, bias, scratch, scale, shift, skip;
+    int skip_arg;  /* post-op index of the skip's binary add */
+    int unfused;   /* fixed mode, but the normalization runs as a separate pass */
     wentry *w;
 } pstep;
 
@@ -116,11 +142,23 @@ typedef struct dnnl_state {
     double *partial;
     size_t partial_cap;
     float *scale, *shift; /* STY_MAX_WIDTH + 16 */
-    float *fold_stats;
-    int have_fold;
-    unsigned fold_version;
+    float *fixed_stats; /* the statistics fscale / fshift were computed from */
+    int have_fixed;
     int saved_threads;
+    /* STYLIZE_DNNL_PROFILE=1: seconds per layer in convolution / own passes, printed by destroy */
+    int profile;
+    double *prof_conv, *prof_pass, prof_input; /* prof_pass: [layer][shuffle/final, norm, border] */
+    long prof_runs;
 } dnnl_state;
+
+static double now_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static double norm_scale(const xlayer *X, const sty_norm *n, int c, float var);
 
 /* ------------------------------------------------------------------ setup */
 
@@ -330,11 +368,7 @@ static int plan_geometry(const sty_model *m, const xlayer *xl, int bf16, int cb,
             if (L->add_skip && (skip < 0 || p->tens[skip].H != p->tens[to].H || p->tens[skip].W != p->tens[to].W ||
                                 p->tens[skip].Cp != p->tens[to].Cp || p->tens[skip].cb != p->tens[to].cb))
                 return -2; /* the skip is added element by element */
-            if (fixed && L->add_skip) {
-                p->slot[to] = p->slot[skip];
-            } else {
-                p->slot[to] = first_free(busy, nb);
-            }
+            p->slot[to] = first_free(busy, nb);
             if (L->norm >= 0 && !fixed) {
                 size_t pd = sty_k_stats_partial(&p->tens[to]);
                 if (pd > p->partial_doubles)
@@ -378,6 +412,12 @@ static void plan_free(dnnl_state *st, plan *p)
                 A->dnnl_memory_destroy(s->bias);
             if (s->scratch)
                 A->dnnl_memory_destroy(s->scratch);
+            if (s->scale)
+                A->dnnl_memory_destroy(s->scale);
+            if (s->shift)
+                A->dnnl_memory_destroy(s->shift);
+            if (s->skip)
+                A->dnnl_memory_destroy(s->skip);
         }
     free(p->steps);
     free(p->tens);
@@ -395,17 +435,16 @@ static int md_for(dnnl_state *st, dnnl_memory_desc_t *md, const sty_tens *t)
 }
 
 /* The weights entry of a layer in format md (shared between plans). */
-static wentry *weights_for(dnnl_state *st, int li, int fixed, const dnnl_memory_desc_t *md)
+static wentry *weights_for(dnnl_state *st, int li, const dnnl_memory_desc_t *md)
 {
     const xlayer *X = &st->xl[li];
     for (wentry *e = st->weights; e; e = e->next)
-        if (e->layer == li && e->fixed == fixed && A->dnnl_memory_desc_equal(&e->md, md))
+        if (e->layer == li && A->dnnl_memory_desc_equal(&e->md, md))
             return e;
     wentry *e = calloc(1, sizeof(*e));
     if (!e)
         return NULL;
     e->layer = li;
-    e->fixed = fixed;
     e->md = *md;
     size_t bytes = A->dnnl_memory_desc_get_size(md);
     e->buf = aligned_alloc(64, (bytes + 63) / 64 * 64);
@@ -413,13 +452,13 @@ static wentry *weights_for(dnnl_state *st, int li, int fixed, const dnnl_memory_
     dnnl_dims_t dims = {X->xout, X->cin, X->kh, X->kw};
     dnnl_primitive_desc_t rpd = NULL;
     int ok = e->buf && A->dnnl_memory_desc_init_by_tag(&umd, 4, dims, dnnl_f32, dnnl_oihw) == dnnl_success &&
-             A->dnnl_memory_create(&e->user, &umd, st->eng, fixed ? X->w_fold : X->w_raw) == dnnl_success &&
+             A->dnnl_memory_create(&e->user, &umd, st->eng, X->w_raw) == dnnl_success &&
              A->dnnl_memory_create(&e->mem, md, st->eng, e->buf) == dnnl_success &&
              A->dnnl_reorder_primitive_desc_create(&rpd, &umd, st->eng, md, st->eng, NULL) == dnnl_success &&
              A->dnnl_primitive_create(&e->reorder, rpd) == dnnl_success;
     if (rpd)
         A->dnnl_primitive_desc_destroy(rpd);
-    if (ok && !fixed) {
+    if (ok) {
         dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, e->user}, {DNNL_ARG_TO, e->mem}};
         ok = A->dnnl_primitive_execute(e->reorder, st->strm, 2, args) == dnnl_success &&
              A->dnnl_stream_wait(st->strm) == dnnl_success;
@@ -454,8 +493,8 @@ static int step_create(dnnl_state *st, plan *p, int li)
     const sty_tens *src = &p->tens[li == 0 ? 0 : 1 + 2 * (li - 1)];
     const sty_tens *dst = &p->tens[X->kind == X_CONV ? 1 + 2 * li : 2 + 2 * li];
     pstep *s = &p->steps[li];
-    dnnl_memory_desc_t smd, dmd, wmd, bmd;
-    dnnl_dims_t wdims = {X->xout, X->cin, X->kh, X->kw}, bdims = {X->xout};
+    dnnl_memory_desc_t smd, dmd, wmd, bmd, cmd;
+    dnnl_dims_t wdims = {X->xout, X->cin, X->kh, X->kw}, bdims = {X->xout}, cdims = {1, X->xout, 1, 1};
     int pl = 0, prh = 0, prw = 0;
     if (X->kind == X_CONV) {
         pl = X->stride == 1 ? X->bout - X->bin + X->kh / 2 : 2 * X->bout - X->bin + X->kh / 2;
@@ -468,7 +507,8 @@ static int step_create(dnnl_state *st, plan *p, int li)
     if (md_for(st, &smd, src) || md_for(st, &dmd, dst))
         return STYLIZE_ERR_BACKEND;
     if (A->dnnl_memory_desc_init_by_tag(&wmd, 4, wdims, st->bf16 ? dnnl_bf16 : dnnl_f32, dnnl_format_tag_any) ||
-        A->dnnl_memory_desc_init_by_tag(&bmd, 1, bdims, dnnl_f32, dnnl_a))
+        A->dnnl_memory_desc_init_by_tag(&bmd, 1, bdims, dnnl_f32, dnnl_a) ||
+        A->dnnl_memory_desc_init_by_tag(&cmd, 4, cdims, dnnl_f32, dnnl_nchw))
         return STYLIZE_ERR_BACKEND;
     dnnl_convolution_desc_t cd;
     if (A->dnnl_convolution_forward_desc_init(&cd, dnnl_forward_inference, dnnl_convolution_direct, &smd, &wmd,
@@ -478,18 +518,48 @@ static int step_create(dnnl_state *st, plan *p, int li)
     dnnl_post_ops_t po = NULL;
     dnnl_primitive_desc_t pd = NULL;
     int r = STYLIZE_ERR_BACKEND;
-    if (A->dnnl_primitive_attr_create(&attr) || A->dnnl_post_ops_create(&po) ||
-        A->dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user))
-        goto done;
-    if ((fixed || L->norm < 0) && L->relu && A->dnnl_post_ops_append_eltwise(po, 1.f, dnnl_eltwise_relu, 0.f, 0.f))
-        goto done;
-    if (fixed && L->add_skip && A->dnnl_post_ops_append_sum(po, 1.f))
-        goto done;
-    if (A->dnnl_primitive_attr_set_post_ops(attr, po) || A->dnnl_primitive_desc_create(&pd, &cd, attr, st->eng, NULL) ||
-        A->dnnl_primitive_create(&s->prim, pd))
+    for (int fuse = fixed; fuse >= 0; fuse--) {
+        if (pd)
+            A->dnnl_primitive_desc_destroy(pd), pd = NULL;
+        if (po)
+            A->dnnl_post_ops_destroy(po), po = NULL;
+        if (attr)
+            A->dnnl_primitive_attr_destroy(attr), attr = NULL;
+        int npo = 0;
+        if (A->dnnl_primitive_attr_create(&attr) || A->dnnl_post_ops_create(&po) ||
+            A->dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user))
+            goto done;
+        if (fuse) {
+            if (A->dnnl_post_ops_append_binary(po, dnnl_binary_mul, &cmd) ||
+                A->dnnl_post_ops_append_binary(po, dnnl_binary_add, &cmd))
+                goto done;
+            npo = 2;
+        }
+        if ((fuse || L->norm < 0) && L->relu) {
+            if (A->dnnl_post_ops_append_eltwise(po, 1.f, dnnl_eltwise_relu, 0.f, 0.f))
+                goto done;
+            npo++;
+        }
+        s->skip_arg = -1;
+        if (fuse && L->add_skip) {
+            if (A->dnnl_post_ops_append_binary(po, dnnl_binary_add, &dmd))
+                goto done;
+            s->skip_arg = npo++;
+        }
+        if (A->dnnl_primitive_attr_set_post_ops(attr, po) ||
+            A->dnnl_primitive_desc_create(&pd, &cd, attr, st->eng, NULL))
+            continue;
+        const char *impl = "";
+        A->dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl);
+        if (fuse && !strncmp(impl, "ref", 3))
+            continue; /* a reference kernel: much slower than the unfused path */
+        s->unfused = fixed && !fuse;
+        break;
+    }
+    if (!pd || A->dnnl_primitive_create(&s->prim, pd))
         goto done;
     const dnnl_memory_desc_t *q = A->dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
-    if (!q || !(s->w = weights_for(st, li, fixed, q)))
+    if (!q || !(s->w = weights_for(st, li, q)))
         goto done;
     q = A->dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
     size_t sbytes = q ? A->dnnl_memory_desc_get_size(q) : 0;
@@ -502,8 +572,13 @@ static int step_create(dnnl_state *st, plan *p, int li)
     if (A->dnnl_memory_create(&s->src, &smd, st->eng, DNNL_MEMORY_NONE) ||
         A->dnnl_memory_create(&s->dst, &dmd, st->eng, DNNL_MEMORY_NONE))
         goto done;
-    if (X->kind != X_FINAL &&
-        A->dnnl_memory_create(&s->bias, &bmd, st->eng, fixed ? X->b_fold : X->b_raw))
+    if (X->kind != X_FINAL && A->dnnl_memory_create(&s->bias, &bmd, st->eng, X->b_raw))
+        goto done;
+    if (fixed && !s->unfused &&
+        (A->dnnl_memory_create(&s->scale, &cmd, st->eng, X->fscale) ||
+         A->dnnl_memory_create(&s->shift, &cmd, st->eng, X->fshift)))
+        goto done;
+    if (s->skip_arg >= 0 && A->dnnl_memory_create(&s->skip, &dmd, st->eng, DNNL_MEMORY_NONE))
         goto done;
     r = STYLIZE_OK;
 done:
@@ -588,9 +663,9 @@ static int ensure_memory(dnnl_state *st, const plan *p)
     return 0;
 }
 
-/* New statistics for fixed mode: fold them into the weights (the weights
- * entries are reordered lazily, by version). */
-static void fold(dnnl_state *st, const float *stats)
+/* New statistics for fixed mode: the per-channel scale and shift the
+ * convolutions' post-ops apply (computed as in self_norm). */
+static void set_fixed(dnnl_state *st, const float *stats)
 {
     const sty_model *m = st->m;
     for (int li = 0; li < m->n_layers; li++) {
@@ -600,33 +675,22 @@ static void fold(dnnl_state *st, const float *stats)
             continue;
         const sty_norm *n = &m->norms[L->norm];
         const float *mean = stats + n->stats_offset, *var = mean + n->c;
-        const size_t per = (size_t)X->cin * X->kh * X->kw;
-        for (int o = 0; o < X->xout; o++) {
-            const int c = o % X->cout;
-            const double s = n->gamma[c] / sqrt((double)var[c] + NORM_EPS);
-            const float sf = (float)s;
-            const float *wr = X->w_raw + (size_t)o * per;
-            float *wf = X->w_fold + (size_t)o * per;
-            for (size_t i = 0; i < per; i++)
-                wf[i] = wr[i] * sf;
-            X->b_fold[o] = (float)(X->b_raw[o] * s + (n->beta[c] - mean[c] * s));
+        for (int c = 0; c < n->c; c++) {
+            double sc = norm_scale(X, n, c, var[c]);
+            for (int o = c; o < X->xout; o += X->cout) { /* the 4 phases of a sub-pixel layer */
+                X->fscale[o] = (float)sc;
+                X->fshift[o] = (float)(n->beta[c] - mean[c] * sc);
+            }
         }
     }
-    memcpy(st->fold_stats, stats, m->stats_size * sizeof(float));
-    st->have_fold = 1;
-    st->fold_version++;
+    memcpy(st->fixed_stats, stats, m->stats_size * sizeof(float));
+    st->have_fixed = 1;
 }
 
-static int exec_step(dnnl_state *st, plan *p, int li, void *src, void *dst)
+static int exec_step(dnnl_state *st, plan *p, int li, void *src, void *dst, void *skip)
 {
     pstep *s = &p->steps[li];
-    if (s->w->fixed && s->w->version != st->fold_version) {
-        dnnl_exec_arg_t rargs[2] = {{DNNL_ARG_FROM, s->w->user}, {DNNL_ARG_TO, s->w->mem}};
-        if (A->dnnl_primitive_execute(s->w->reorder, st->strm, 2, rargs))
-            return STYLIZE_ERR_BACKEND;
-        s->w->version = st->fold_version;
-    }
-    dnnl_exec_arg_t args[5];
+    dnnl_exec_arg_t args[8];
     int n = 0;
     A->dnnl_memory_set_data_handle(s->src, src);
     A->dnnl_memory_set_data_handle(s->dst, dst);
@@ -639,6 +703,14 @@ static int exec_step(dnnl_state *st, plan *p, int li, void *src, void *dst)
         A->dnnl_memory_set_data_handle(s->scratch, st->scratch);
         args[n++] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, s->scratch};
     }
+    if (s->scale) {
+        args[n++] = (dnnl_exec_arg_t){DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1, s->scale};
+        args[n++] = (dnnl_exec_arg_t){DNNL_ARG_ATTR_MULTIPLE_POST_OP(1) | DNNL_ARG_SRC_1, s->shift};
+    }
+    if (s->skip) {
+        A->dnnl_memory_set_data_handle(s->skip, skip);
+        args[n++] = (dnnl_exec_arg_t){DNNL_ARG_ATTR_MULTIPLE_POST_OP(s->skip_arg) | DNNL_ARG_SRC_1, s->skip};
+    }
     return A->dnnl_primitive_execute(s->prim, st->strm, n, args) ? STYLIZE_ERR_BACKEND : STYLIZE_OK;
 }
 
@@ -649,8 +721,13 @@ static int self_norm(dnnl_state *st, const sty_kern_ctx *k, const sty_run *r, in
     const sty_layer *L = &st->m->layers[li];
     const sty_norm *n = &st->m->norms[L->norm];
     float mean[STY_MAX_WIDTH], var[STY_MAX_WIDTH];
-    sty_k_stats(k, t, b, st->partial, mean, var);
-    if (r->stats) {
+    if (r->norm == STY_NORM_FIXED) { /* a fixed-mode layer that could not be fused */
+        memcpy(mean, r->stats + n->stats_offset, sizeof(float) * (size_t)n->c);
+        memcpy(var, r->stats + n->stats_offset + n->c, sizeof(float) * (size_t)n->c);
+    } else {
+        sty_k_stats(k, t, b, st->partial, mean, var);
+    }
+    if (r->stats && r->norm == STY_NORM_SELF) {
         memcpy(r->stats + n->stats_offset, mean, sizeof(float) * (size_t)n->c);
         memcpy(r->stats + n->stats_offset + n->c, var, sizeof(float) * (size_t)n->c);
     }
@@ -659,7 +736,7 @@ static int self_norm(dnnl_state *st, const sty_kern_ctx *k, const sty_run *r, in
     memset(st->scale, 0, sizeof(float) * (size_t)t->Cp);
     memset(st->shift, 0, sizeof(float) * (size_t)t->Cp);
     for (int c = 0; c < n->c; c++) {
-        double sc = n->gamma[c] / sqrt((double)var[c] + NORM_EPS);
+        double sc = norm_scale(&st->xl[li], n, c, var[c]);
         st->scale[c] = (float)sc;
         st->shift[c] = (float)(n->beta[c] - mean[c] * sc);
     }
@@ -673,26 +750,56 @@ static int run_plan(dnnl_state *st, plan *p, const sty_run *r)
     const sty_kern_ctx k = {st->a, st->threads};
     for (int i = 0; i < 1 + 2 * m->n_layers; i++)
         p->tens[i].p = p->slot[i] >= 0 ? st->slot[p->slot[i]] : NULL;
+    double t0 = st->profile ? now_s() : 0, t1;
     sty_k_input(&k, r->in, r->h, r->w, &p->tens[0], st->xl[0].bin);
+    if (st->profile) {
+        t1 = now_s();
+        st->prof_input += t1 - t0;
+        t0 = t1;
+        st->prof_runs++;
+    }
     int cur = 0, skip = -1, ret;
     for (int li = 0; li < m->n_layers; li++) {
         const sty_layer *L = &m->layers[li];
         const xlayer *X = &st->xl[li];
         const sty_tens *out = &p->tens[1 + 2 * li], *tmp = &p->tens[2 + 2 * li];
-        const int self = !p->fixed && L->norm >= 0;
+        const int self = L->norm >= 0 && (!p->fixed || p->steps[li].unfused);
         if (L->save_skip)
             skip = cur;
-        if ((ret = exec_step(st, p, li, p->tens[cur].p, X->kind == X_CONV ? out->p : tmp->p)))
+        if ((ret = exec_step(st, p, li, p->tens[cur].p, X->kind == X_CONV ? out->p : tmp->p,
+                             skip >= 0 ? p->tens[skip].p : NULL)))
             return ret;
+        if (st->profile) {
+            t1 = now_s();
+            st->prof_conv[li] += t1 - t0;
+            t0 = t1;
+        }
         if (X->kind == X_FINAL) {
             sty_k_final(&k, tmp, X->kh, X->b_raw, r->out, r->out_h, r->out_w);
+            if (st->profile)
+                st->prof_pass[3 * li] += now_s() - t0;
             break;
         }
         if (X->kind == X_SUBPIX)
             sty_k_shuffle(&k, tmp, out, X->bout - 1);
+        if (st->profile) {
+            t1 = now_s();
+            st->prof_pass[3 * li] += t1 - t0;
+            t0 = t1;
+        }
         if (self && self_norm(st, &k, r, li, out, X->bout, L->add_skip ? &p->tens[skip] : NULL))
             return STYLIZE_OK; /* stats_only: done */
+        if (st->profile) {
+            t1 = now_s();
+            st->prof_pass[3 * li + 1] += t1 - t0;
+            t0 = t1;
+        }
         sty_k_border(&k, out, X->bout, X->bout_mode);
+        if (st->profile) {
+            t1 = now_s();
+            st->prof_pass[3 * li + 2] += t1 - t0;
+            t0 = t1;
+        }
         if (L->add_skip)
             skip = -1;
         cur = 1 + 2 * li;
@@ -710,8 +817,8 @@ static int dnnl_run(void *opaque, const sty_run *r)
         return STYLIZE_ERR_INVALID_ARG;
     threads_enter(st);
     int ret = STYLIZE_OK;
-    if (fixed && (!st->have_fold || memcmp(st->fold_stats, r->stats, st->m->stats_size * sizeof(float))))
-        fold(st, r->stats);
+    if (fixed && (!st->have_fixed || memcmp(st->fixed_stats, r->stats, st->m->stats_size * sizeof(float))))
+        set_fixed(st, r->stats);
     plan *p = get_plan(st, r->h, r->w, fixed, &ret);
     if (p && ensure_memory(st, p))
         ret = STYLIZE_ERR_NOMEM;
@@ -728,6 +835,21 @@ static void dnnl_destroy(void *opaque)
     dnnl_state *st = opaque;
     if (!st)
         return;
+    if (st->profile && st->prof_runs) {
+        double tc = 0, tp = 0;
+        fprintf(stderr, "stylize dnnl profile: %ld runs, input %.1f ms\n", st->prof_runs, 1e3 * st->prof_input);
+        for (int li = 0; li < st->m->n_layers; li++) {
+            const double *q = st->prof_pass + 3 * li;
+            fprintf(stderr, "  layer %2d kind %d %3d->%3d k%dx%d: conv %8.1f ms; shuffle/final %6.1f, norm %6.1f, "
+                    "border %5.1f ms\n", li, st->xl[li].kind, st->xl[li].cin, st->xl[li].xout, st->xl[li].kh,
+                    st->xl[li].kw, 1e3 * st->prof_conv[li], 1e3 * q[0], 1e3 * q[1], 1e3 * q[2]);
+            tc += st->prof_conv[li];
+            tp += q[0] + q[1] + q[2];
+        }
+        fprintf(stderr, "  total: conv %.1f ms, passes %.1f ms\n", 1e3 * tc, 1e3 * (tp + st->prof_input));
+    }
+    free(st->prof_conv);
+    free(st->prof_pass);
     if (st->a) {
         for (int i = 0; i < MAX_PLANS; i++)
             plan_free(st, &st->plans[i]);
@@ -740,8 +862,9 @@ static void dnnl_destroy(void *opaque)
     for (int li = 0; st->xl && li < st->m->n_layers; li++) {
         free(st->xl[li].w_raw);
         free(st->xl[li].b_raw);
-        free(st->xl[li].w_fold);
-        free(st->xl[li].b_fold);
+        free(st->xl[li].fscale);
+        free(st->xl[li].fshift);
+        free(st->xl[li].var_floor);
     }
     free(st->xl);
     for (int i = 0; i < NSLOT; i++)
@@ -750,8 +873,61 @@ static void dnnl_destroy(void *opaque)
     free(st->partial);
     free(st->scale);
     free(st->shift);
-    free(st->fold_stats);
+    free(st->fixed_stats);
     free(st);
+}
+
+/* Per norm layer and channel, the variance that rounding alone can produce
+ * when the layer's input is uniform (see "Rounding noise" above). Bounds of
+ * |input| per channel are propagated through the network: 255 for the
+ * image, |beta| + |gamma| after a norm (plus the skip's bound after a
+ * residual add). */
+static int noise_floors(dnnl_state *st)
+{
+    const sty_model *m = st->m;
+    const double rel = st->bf16 ? 1.0 / 4096 : 1.0 / 65536;
+    double a[STY_MAX_WIDTH], skip[STY_MAX_WIDTH];
+    int na = 3;
+    for (int c = 0; c < 3; c++)
+        a[c] = 255;
+    for (int li = 0; li < m->n_layers; li++) {
+        const sty_layer *L = &m->layers[li];
+        const sty_conv *c = &m->convs[L->conv];
+        if (L->save_skip)
+            memcpy(skip, a, sizeof(double) * (size_t)na);
+        if (L->norm < 0)
+            continue;
+        const sty_norm *n = &m->norms[L->norm];
+        xlayer *X = &st->xl[li];
+        if (!(X->var_floor = malloc(sizeof(float) * (size_t)n->c)))
+            return -1;
+        for (int o = 0; o < c->cout; o++) {
+            double mag = 0;
+            if (!st->bf16 && X->kind != X_SUBPIX) {
+                X->var_floor[o] = 0;
+                continue;
+            }
+            for (int i = 0; i < c->cin && i < na; i++) {
+                double sw = 0;
+                for (int t = 0; t < c->k * c->k; t++)
+                    sw += fabs(c->weight[((size_t)o * c->cin + i) * c->k * c->k + t]);
+                mag += sw * a[i];
+            }
+            X->var_floor[o] = (float)(rel * mag * rel * mag);
+        }
+        for (int o = 0; o < n->c; o++)
+            a[o] = fabs(n->beta[o]) + fabs(n->gamma[o]) + (L->add_skip ? skip[o] : 0);
+        na = n->c;
+    }
+    return 0;
+}
+
+/* Scale of a norm channel, 0 for a channel that is constant up to rounding. */
+static double norm_scale(const xlayer *X, const sty_norm *n, int c, float var)
+{
+    if (var <= X->var_floor[c])
+        return 0;
+    return n->gamma[c] / sqrt((double)var + NORM_EPS);
 }
 
 static int layout_from_env(int bf16, unsigned isa)
@@ -794,11 +970,18 @@ static int dnnl_create(const sty_model *m, const sty_backend_config *cfg, void *
     st->xl = calloc((size_t)m->n_layers, sizeof(*st->xl));
     st->scale = calloc(STY_MAX_WIDTH + 16, sizeof(float));
     st->shift = calloc(STY_MAX_WIDTH + 16, sizeof(float));
-    st->fold_stats = calloc(m->stats_size ? m->stats_size : 1, sizeof(float));
-    if (!st->xl || !st->scale || !st->shift || !st->fold_stats)
+    st->fixed_stats = calloc(m->stats_size ? m->stats_size : 1, sizeof(float));
+    if (!st->xl || !st->scale || !st->shift || !st->fixed_stats)
         goto nomem;
     xl_geometry(m, st->xl);
     st->last_norm_layer = -1;
+    if (getenv("STYLIZE_DNNL_PROFILE") && atoi(getenv("STYLIZE_DNNL_PROFILE")) > 0) {
+        st->profile = 1;
+        st->prof_conv = calloc((size_t)m->n_layers, sizeof(double));
+        st->prof_pass = calloc(3 * (size_t)m->n_layers, sizeof(double));
+        if (!st->prof_conv || !st->prof_pass)
+            goto nomem;
+    }
     for (int li = 0; li < m->n_layers; li++) {
         const sty_layer *L = &m->layers[li];
         const sty_conv *c = &m->convs[L->conv];
@@ -815,9 +998,9 @@ static int dnnl_create(const sty_model *m, const sty_backend_config *cfg, void *
         if (!X->w_raw || !X->b_raw)
             goto nomem;
         if (L->norm >= 0) {
-            X->w_fold = malloc(sizeof(float) * xl_wcount(X));
-            X->b_fold = malloc(sizeof(float) * (size_t)X->xout);
-            if (!X->w_fold || !X->b_fold)
+            X->fscale = malloc(sizeof(float) * (size_t)X->xout);
+            X->fshift = malloc(sizeof(float) * (size_t)X->xout);
+            if (!X->fscale || !X->fshift)
                 goto nomem;
         }
         if (X->kind == X_SUBPIX) {
@@ -830,6 +1013,8 @@ static int dnnl_create(const sty_model *m, const sty_backend_config *cfg, void *
             memcpy(X->b_raw, c->bias, sizeof(float) * (size_t)X->xout);
         }
     }
+    if (noise_floors(st))
+        goto nomem;
     if (a->dnnl_engine_create(&st->eng, dnnl_cpu, 0) ||
         a->dnnl_stream_create(&st->strm, st->eng, dnnl_stream_default_flags)) {
         snprintf(err, err_size, "dnnl backend: cannot create a oneDNN CPU engine");

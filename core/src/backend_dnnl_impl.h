@@ -28,10 +28,11 @@
     X(dnnl_memory_destroy) X(dnnl_memory_set_data_handle) X(dnnl_convolution_forward_desc_init)    \
     X(dnnl_primitive_attr_create) X(dnnl_primitive_attr_destroy) X(dnnl_primitive_attr_set_post_ops) \
     X(dnnl_primitive_attr_set_scratchpad_mode) X(dnnl_post_ops_create) X(dnnl_post_ops_destroy)    \
-    X(dnnl_post_ops_append_eltwise) X(dnnl_post_ops_append_sum) X(dnnl_primitive_desc_create)      \
+    X(dnnl_post_ops_append_eltwise) X(dnnl_post_ops_append_sum) X(dnnl_post_ops_append_binary)  \
+    X(dnnl_primitive_desc_create)                                                                   \
     X(dnnl_primitive_desc_destroy) X(dnnl_primitive_desc_query) X(dnnl_primitive_desc_query_md)    \
     X(dnnl_primitive_create) X(dnnl_primitive_destroy) X(dnnl_primitive_execute)                   \
-    X(dnnl_reorder_primitive_desc_create)
+    X(dnnl_reorder_primitive_desc_create) X(dnnl_matmul_desc_init)
 
 typedef struct sty_dnnl_api {
 #define STY_DNNL_DECL(f) __typeof__(&f) f;
@@ -81,9 +82,10 @@ void sty_k_input(const sty_kern_ctx *k, const float *in, int h, int w, const sty
 /* Fill the border (b wide) of t around its interior (storage minus 2b) from
  * the interior: mirrored-periodic reflection or edge replication. */
 void sty_k_border(const sty_kern_ctx *k, const sty_tens *t, int b, int mode);
-/* Per-channel mean and biased variance of the interior (two passes, fp32
- * partial sums over short runs added in double, in a fixed order: results
- * do not depend on the number of threads). partial: >= sty_k_stats_partial(t) doubles. */
+/* Per-channel mean and biased variance of the interior: one pass of
+ * shifted sums in double (exact for a constant map: variance 0), partial
+ * sums per fixed chunk of rows reduced in order, so results do not depend
+ * on the number of threads. partial: >= sty_k_stats_partial(t) doubles. */
 size_t sty_k_stats_partial(const sty_tens *t);
 void sty_k_stats(const sty_kern_ctx *k, const sty_tens *t, int b, double *partial, float *mean, float *var);
 /* Interior of t: v = v * scale[c] + shift[c]; relu; + skip (same geometry) when skip != NULL. */

@@ -17,7 +17,6 @@
 #define INLINE static inline __attribute__((always_inline))
 
 #define STATS_ROWS 8   /* rows per statistics task: fixed, so results do not depend on threads */
-#define STATS_RUN 64   /* pixels summed in fp32 before adding to the double total */
 
 static size_t pix_offset(const sty_tens *t, int c, int y, int x)
 {
@@ -140,46 +139,29 @@ void sty_k_border(const sty_kern_ctx *k, const sty_tens *t, int b, int mode)
 typedef struct stats_job {
     const sty_tens *t;
     int b, hi, wi, nchunk;
-    double *partial; /* [blk][chunk][cb] */
-    const float *mean; /* NULL: pass 1 (sums); else pass 2 (squared deviations) */
+    double *partial;   /* [blk][chunk][2][cb]: sum of (x - pilot), sum of (x - pilot)^2 */
+    const double *pilot; /* per channel: the first interior value */
 } stats_job;
-
-INLINE void stats_row(const void *p, size_t o, int wi, const int cb, const float *mean, double *dacc, int bf)
-{
-    float acc[STY_MAX_WIDTH];
-    for (int x0 = 0; x0 < wi; x0 += STATS_RUN) {
-        int x1 = x0 + STATS_RUN < wi ? x0 + STATS_RUN : wi;
-        for (int c = 0; c < cb; c++)
-            acc[c] = 0;
-        for (int x = x0; x < x1; x++) {
-            size_t q = o + (size_t)x * cb;
-            if (mean) {
-                for (int c = 0; c < cb; c++) {
-                    float d = ld(p, q + c, bf) - mean[c];
-                    acc[c] += d * d;
-                }
-            } else {
-                for (int c = 0; c < cb; c++)
-                    acc[c] += ld(p, q + c, bf);
-            }
-        }
-        for (int c = 0; c < cb; c++)
-            dacc[c] += acc[c];
-    }
-}
 
 INLINE void stats_task_impl(const stats_job *j, int task, const int cb, int bf)
 {
     const sty_tens *t = j->t;
     const int blk = task / j->nchunk, chunk = task % j->nchunk;
     const int y0 = chunk * STATS_ROWS, y1 = y0 + STATS_ROWS < j->hi ? y0 + STATS_ROWS : j->hi;
-    double *dacc = j->partial + (size_t)task * cb;
-    const float *mean = j->mean ? j->mean + (size_t)blk * cb : NULL;
+    double *s1 = j->partial + (size_t)task * 2 * cb, *s2 = s1 + cb;
+    const double *k = j->pilot + (size_t)blk * cb;
     for (int c = 0; c < cb; c++)
-        dacc[c] = 0;
+        s1[c] = s2[c] = 0;
     for (int y = y0; y < y1; y++) {
-        size_t o = (((size_t)blk * t->H + (size_t)(y + j->b)) * t->W + (size_t)j->b) * cb;
-        stats_row(t->p, o, j->wi, cb, mean, dacc, bf);
+        const size_t o = (((size_t)blk * t->H + (size_t)(y + j->b)) * t->W + (size_t)j->b) * cb;
+        for (int x = 0; x < j->wi; x++) {
+            const size_t q = o + (size_t)x * cb;
+            for (int c = 0; c < cb; c++) {
+                double d = (double)ld(t->p, q + c, bf) - k[c]; /* exact: both are floats */
+                s1[c] += d;
+                s2[c] += d * d;
+            }
+        }
     }
 }
 
@@ -197,34 +179,37 @@ static void stats_task(void *arg, int task)
 
 size_t sty_k_stats_partial(const sty_tens *t)
 {
-    return (size_t)t->Cp * (size_t)((t->H + STATS_ROWS - 1) / STATS_ROWS);
+    return 2 * (size_t)t->Cp * (size_t)((t->H + STATS_ROWS - 1) / STATS_ROWS);
 }
 
+/* One pass over the interior: sums of (x - pilot) and of its square in
+ * double, pilot = the channel's first value (x - pilot is exact, and the
+ * pilot is a sample of the data, so the shifted second moment has no
+ * harmful cancellation); var = E[(x-p)^2] - E[x-p]^2, clamped at 0. A
+ * constant channel gives exactly its value and variance 0. */
 void sty_k_stats(const sty_kern_ctx *k, const sty_tens *t, int b, double *partial, float *mean, float *var)
 {
     const int hi = t->H - 2 * b, wi = t->W - 2 * b, nblk = t->Cp / t->cb;
-    stats_job j = {t, b, hi, wi, (hi + STATS_ROWS - 1) / STATS_ROWS, partial, NULL};
+    double pilot[STY_MAX_WIDTH + 16];
+    stats_job j = {t, b, hi, wi, (hi + STATS_ROWS - 1) / STATS_ROWS, partial, pilot};
     const double count = (double)hi * wi;
-    float meanp[STY_MAX_WIDTH + 16];
-    double dmean[STY_MAX_WIDTH + 16];
-    for (int pass = 0; pass < 2; pass++) {
-        j.mean = pass ? meanp : NULL;
-        sty_dnnl_parallel(k->api, k->threads, nblk * j.nchunk, stats_task, &j);
-        for (int c = 0; c < t->Cp; c++) {
-            const int blk = c / t->cb, cc = c % t->cb;
-            double s = 0;
-            for (int ch = 0; ch < j.nchunk; ch++)
-                s += partial[((size_t)blk * j.nchunk + ch) * t->cb + cc];
-            if (pass == 0) {
-                dmean[c] = s / count;
-                meanp[c] = (float)dmean[c];
-            } else if (c < t->C) {
-                var[c] = (float)(s / count);
-            }
-        }
+    for (int c = 0; c < t->Cp; c++) {
+        size_t o = pix_offset(t, c, b, b);
+        pilot[c] = t->bf16 ? sty_bf2f(((const uint16_t *)t->p)[o]) : ((const float *)t->p)[o];
     }
-    for (int c = 0; c < t->C; c++)
-        mean[c] = (float)dmean[c];
+    sty_dnnl_parallel(k->api, k->threads, nblk * j.nchunk, stats_task, &j);
+    for (int c = 0; c < t->C; c++) {
+        const int blk = c / t->cb, cc = c % t->cb;
+        double s1 = 0, s2 = 0;
+        for (int ch = 0; ch < j.nchunk; ch++) {
+            const double *q = partial + ((size_t)blk * j.nchunk + ch) * 2 * t->cb;
+            s1 += q[cc];
+            s2 += q[t->cb + cc];
+        }
+        const double m1 = s1 / count, v = s2 / count - m1 * m1;
+        mean[c] = (float)(pilot[c] + m1);
+        var[c] = (float)(v > 0 ? v : 0);
+    }
 }
 
 /* ---------------------------------------------------------------- apply */
@@ -235,24 +220,56 @@ typedef struct apply_job {
     const float *scale, *shift;
 } apply_job;
 
-INLINE void apply_task_impl(const apply_job *j, int task, const int cb, int bf)
+/* One row of one channel block; relu / skip / bf are compile-time constants
+ * at every call, so each variant is a straight vectorizable loop. */
+INLINE void apply_row(void *row, const void *skrow, int wi, const int cb, const float *restrict sc,
+                      const float *restrict sh, const int relu, const int skip, const int bf)
+{
+    if (!bf) {
+        float *restrict p = row;
+        const float *restrict k = skrow;
+        for (int x = 0; x < wi; x++)
+            for (int c = 0; c < cb; c++) {
+                float v = p[x * cb + c] * sc[c] + sh[c];
+                if (relu)
+                    v = v > 0 ? v : 0;
+                if (skip)
+                    v += k[x * cb + c];
+                p[x * cb + c] = v;
+            }
+    } else {
+        uint16_t *restrict p = row;
+        const uint16_t *restrict k = skrow;
+        for (int x = 0; x < wi; x++)
+            for (int c = 0; c < cb; c++) {
+                float v = sty_bf2f(p[x * cb + c]) * sc[c] + sh[c];
+                if (relu)
+                    v = v > 0 ? v : 0;
+                if (skip)
+                    v += sty_bf2f(k[x * cb + c]);
+                p[x * cb + c] = sty_f2bf(v);
+            }
+    }
+}
+
+INLINE void apply_task_impl(const apply_job *j, int task, const int cb, const int bf)
 {
     const sty_tens *t = j->t;
     const int blk = task / j->hi, y = j->b + task % j->hi;
-    const size_t o = (((size_t)blk * t->H + (size_t)y) * t->W + (size_t)j->b) * cb;
-    const float *sc = j->scale + (size_t)blk * cb, *sh = j->shift + (size_t)blk * cb;
-    const void *sk = j->skip ? j->skip->p : NULL;
-    for (int x = 0; x < j->wi; x++) {
-        size_t q = o + (size_t)x * cb;
-        for (int c = 0; c < cb; c++) {
-            float v = ld(t->p, q + c, bf) * sc[c] + sh[c];
-            if (j->relu)
-                v = v > 0 ? v : 0;
-            if (sk)
-                v += ld(sk, q + c, bf);
-            st(t->p, q + c, v, bf);
-        }
-    }
+    const size_t o = (((size_t)blk * t->H + (size_t)y) * t->W + (size_t)j->b) * cb, esz = bf ? 2 : 4;
+    float sc[STY_MAX_WIDTH + 16], sh[STY_MAX_WIDTH + 16]; /* local copies: no aliasing with the row */
+    memcpy(sc, j->scale + (size_t)blk * cb, sizeof(float) * (size_t)cb);
+    memcpy(sh, j->shift + (size_t)blk * cb, sizeof(float) * (size_t)cb);
+    void *row = (char *)t->p + o * esz;
+    const void *sk = j->skip ? (const char *)j->skip->p + o * esz : NULL;
+    if (j->relu && sk)
+        apply_row(row, sk, j->wi, cb, sc, sh, 1, 1, bf);
+    else if (j->relu)
+        apply_row(row, sk, j->wi, cb, sc, sh, 1, 0, bf);
+    else if (sk)
+        apply_row(row, sk, j->wi, cb, sc, sh, 0, 1, bf);
+    else
+        apply_row(row, sk, j->wi, cb, sc, sh, 0, 0, bf);
 }
 
 MULTIVERSION
@@ -281,6 +298,14 @@ typedef struct shuffle_job {
     int off, C;
 } shuffle_job;
 
+/* Copy n pixels of `bytes` each from a source with pixel stride sstride to
+ * a destination with pixel stride dstride (bytes); constant sizes inline. */
+INLINE void copy_pixels(char *d, const char *sp, int n, size_t dstride, size_t sstride, const size_t bytes)
+{
+    for (int i = 0; i < n; i++)
+        memcpy(d + (size_t)i * dstride, sp + (size_t)i * sstride, bytes);
+}
+
 MULTIVERSION
 static void shuffle_task(void *arg, int task)
 {
@@ -295,20 +320,30 @@ static void shuffle_task(void *arg, int task)
             continue;
         for (int pc = 0; pc < 2; pc++) {
             const int sc0 = (pr * 2 + pc) * j->C + c0;
-            const int contiguous = sc0 % y->cb + nc <= y->cb;
-            int jx0 = 0;
+            int jx0 = 0, jx1 = y->W;
             while (2 * jx0 + j->off + pc < 0)
                 jx0++;
-            for (int jx = jx0; jx < y->W; jx++) {
-                const int cc = 2 * jx + j->off + pc;
-                if (cc >= d->W)
-                    break;
-                char *dp = (char *)d->p + pix_offset(d, c0, rr, cc) * esz;
-                if (contiguous) {
-                    memcpy(dp, (const char *)y->p + pix_offset(y, sc0, i, jx) * esz, (size_t)nc * esz);
-                } else {
+            while (jx1 > jx0 && 2 * (jx1 - 1) + j->off + pc >= d->W)
+                jx1--;
+            if (jx1 <= jx0)
+                continue;
+            char *dp = (char *)d->p + pix_offset(d, c0, rr, 2 * jx0 + j->off + pc) * esz;
+            const char *sp = (const char *)y->p + pix_offset(y, sc0, i, jx0) * esz;
+            const size_t ds = 2 * (size_t)d->cb * esz, ss = (size_t)y->cb * esz, bytes = (size_t)nc * esz;
+            const int n = jx1 - jx0;
+            if (sc0 % y->cb + nc <= y->cb) { /* the run of channels is contiguous in y */
+                switch (bytes) {
+                case 16: copy_pixels(dp, sp, n, ds, ss, 16); break;
+                case 32: copy_pixels(dp, sp, n, ds, ss, 32); break;
+                case 64: copy_pixels(dp, sp, n, ds, ss, 64); break;
+                case 128: copy_pixels(dp, sp, n, ds, ss, 128); break;
+                default: copy_pixels(dp, sp, n, ds, ss, bytes); break;
+                }
+            } else {
+                for (int jx = jx0; jx < jx1; jx++) {
+                    char *q = (char *)d->p + pix_offset(d, c0, rr, 2 * jx + j->off + pc) * esz;
                     for (int c = 0; c < nc; c++)
-                        memcpy(dp + (size_t)c * esz, (const char *)y->p + pix_offset(y, sc0 + c, i, jx) * esz, esz);
+                        memcpy(q + (size_t)c * esz, (const char *)y->p + pix_offset(y, sc0 + c, i, jx) * esz, esz);
                 }
             }
         }
