@@ -36,22 +36,10 @@ INLINE void st(void *p, size_t i, float v, int bf)
         ((float *)p)[i] = v;
 }
 
-/* Mirrored-periodic extension, as the ref backend and tools/torch_reference.py. */
-static int reflect(long i, long n)
-{
-    if (n == 1)
-        return 0;
-    long period = 2 * (n - 1);
-    i %= period;
-    if (i < 0)
-        i += period;
-    return (int)(i >= n ? period - i : i);
-}
-
 static int border_src(long i, long n, int mode)
 {
     if (mode == STY_BORDER_REFLECT)
-        return reflect(i, n);
+        return sty_reflect(i, n);
     return i < 0 ? 0 : i >= n ? (int)n - 1 : (int)i;
 }
 
@@ -68,9 +56,9 @@ static void input_task(void *arg, int row)
 {
     const input_job *j = arg;
     const sty_tens *t = j->t;
-    const float *src = j->in + (size_t)reflect(row - j->b, j->h) * j->w * 3;
+    const float *src = j->in + (size_t)sty_reflect(row - j->b, j->h) * j->w * 3;
     for (int x = 0; x < t->W; x++) {
-        int sx = x >= j->b && x < j->b + j->w ? x - j->b : reflect(x - j->b, j->w);
+        int sx = x >= j->b && x < j->b + j->w ? x - j->b : sty_reflect(x - j->b, j->w);
         for (int c = 0; c < 3; c++) {
             size_t o = pix_offset(t, c, row, x);
             if (t->bf16)

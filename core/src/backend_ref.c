@@ -216,25 +216,12 @@ static size_t ref_workspace_bytes(const sty_model *m, int h, int w)
            2 * sizeof(int) * pi.tab_ints + sizeof(double) * pi.partial_doubles;
 }
 
-/* Reflection that also works when the padding exceeds the size: the
- * mirrored-periodic extension (PyTorch's ReflectionPad2d where it is defined). */
-static int reflect(long i, long n)
-{
-    if (n == 1)
-        return 0;
-    long period = 2 * (n - 1);
-    i %= period;
-    if (i < 0)
-        i += period;
-    return (int)(i >= n ? period - i : i);
-}
-
 /* pad[j] = source index of padded (and, when upsampling, upsampled) position j. */
 static void fill_pad_table(int *pad, int count, int n, const sty_conv *c)
 {
     int p = c->k / 2;
     for (int j = 0; j < count; j++)
-        pad[j] = c->upsample ? reflect(j - p, 2L * n) / 2 : reflect(j - p, n);
+        pad[j] = c->upsample ? sty_reflect(j - p, 2L * n) / 2 : sty_reflect(j - p, n);
 }
 
 typedef struct conv_task {

@@ -54,6 +54,21 @@ typedef struct sty_model {
 int sty_model_load(const char *path, sty_model **out, char *err, size_t err_size);
 void sty_model_free(sty_model *m);
 
+/* The network's reflection padding for index i on an axis of n pixels,
+ * extended to any padding width as the mirrored-periodic extension (it is
+ * PyTorch's ReflectionPad2d wherever that is defined). Every backend pads
+ * with this. */
+static inline int sty_reflect(long i, long n)
+{
+    if (n == 1)
+        return 0;
+    long period = 2 * (n - 1);
+    i %= period;
+    if (i < 0)
+        i += period;
+    return (int)(i >= n ? period - i : i);
+}
+
 /* Output size of a conv layer for an input of n pixels along one axis. */
 int sty_conv_out_size(const sty_conv *c, int n);
 
