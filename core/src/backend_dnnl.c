@@ -66,6 +66,7 @@
  * around every call (restored afterwards); this backend's own passes run on
  * the same team. See backend_dnnl_load.c for OMP_WAIT_POLICY. */
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -168,23 +169,24 @@ static int isa_has_bf16(const sty_dnnl_api *a)
     return (isa & dnnl_cpu_isa_avx512_core_bf16) == dnnl_cpu_isa_avx512_core_bf16;
 }
 
-static int avail_result = -1;
+static int avail_result;
+static pthread_once_t avail_once = PTHREAD_ONCE_INIT;
 
+static void check_available(void)
+{
+    const sty_dnnl_api *a = sty_dnnl_load(NULL);
+    dnnl_engine_t e;
+    if (a && a->dnnl_engine_create(&e, dnnl_cpu, 0) == dnnl_success) {
+        a->dnnl_engine_destroy(e);
+        avail_result = 1;
+    }
+}
+
+/* oneDNN 2.x loads and can create a CPU engine. */
 static int dnnl_available(void)
 {
-    if (avail_result >= 0)
-        return avail_result;
-    const sty_dnnl_api *a = sty_dnnl_load(NULL);
-    int ok = 0;
-    if (a) {
-        dnnl_engine_t e;
-        if (a->dnnl_engine_create(&e, dnnl_cpu, 0) == dnnl_success) {
-            a->dnnl_engine_destroy(e);
-            ok = 1;
-        }
-    }
-    avail_result = ok; /* benign race: every thread computes the same value */
-    return ok;
+    pthread_once(&avail_once, check_available);
+    return avail_result;
 }
 
 static stylize_precision dnnl_active_precision(const void *opaque)
