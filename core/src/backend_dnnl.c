@@ -64,7 +64,12 @@
  *
  * Threads: oneDNN's OpenMP team is sized with omp_set_num_threads(threads)
  * around every call (restored afterwards); this backend's own passes run on
- * the same team. See backend_dnnl_load.c for OMP_WAIT_POLICY. */
+ * the same team. See backend_dnnl_load.c for OMP_WAIT_POLICY.
+ *
+ * Environment (experiments): STYLIZE_DNNL_LAYOUT=nhwc|blocked8|blocked16
+ * overrides the activation layout; STYLIZE_DNNL_PROFILE=1 prints the time
+ * spent per layer (convolution, depth-to-space / final sum, normalization,
+ * border) when the context is destroyed. */
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
