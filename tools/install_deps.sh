@@ -10,6 +10,7 @@ PACKAGES="
   nasm xz-utils libx264-dev libsdl2-dev zlib1g-dev
   python3 python3-numpy python3-pil python3-onnx python3-pytest python3-torch
   python3-opencv python3-matplotlib
+  clang libclang-rt-14-dev
 "
 
 missing=
