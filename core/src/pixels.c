@@ -123,9 +123,11 @@ void sty_area_downscale(const stylize_frame *f, int tw, int th, float *dst, doub
     }
 }
 
+/* NaN (a finite-weight model can still overflow to inf - inf) becomes 0:
+ * converting NaN to uint8_t is undefined behaviour. */
 static inline float clamp255(float v)
 {
-    return v < 0 ? 0 : v > 255 ? 255 : v;
+    return v > 0 ? (v < 255 ? v : 255) : 0;
 }
 
 static inline uint8_t to_u8(float v)
