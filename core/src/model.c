@@ -11,7 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "stylize.h"
 
@@ -70,13 +72,26 @@ static uint64_t read_le64(const uint8_t *p)
 static int read_file_parts(loader *ld)
 {
     struct stat st;
-    ld->f = fopen(ld->path, "rb");
-    if (!ld->f)
+    /* O_NONBLOCK: opening a FIFO for reading would otherwise wait for a
+     * writer forever (a hang inside ffmpeg); it is refused just below. */
+    int fd = open(ld->path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0)
         return fail(ld, STYLIZE_ERR_IO, "cannot open: %s", strerror(errno));
-    if (fstat(fileno(ld->f), &st) != 0)
-        return fail(ld, STYLIZE_ERR_IO, "cannot stat: %s", strerror(errno));
-    if (!S_ISREG(st.st_mode))
+    if (fstat(fd, &st) != 0) {
+        int e = errno;
+        close(fd);
+        return fail(ld, STYLIZE_ERR_IO, "cannot stat: %s", strerror(e));
+    }
+    if (!S_ISREG(st.st_mode)) {
+        close(fd);
         return fail(ld, STYLIZE_ERR_IO, "not a regular file");
+    }
+    ld->f = fdopen(fd, "rb");
+    if (!ld->f) {
+        int e = errno;
+        close(fd);
+        return fail(ld, STYLIZE_ERR_IO, "cannot open: %s", strerror(e));
+    }
     ld->file_size = (uint64_t)st.st_size;
     if (ld->file_size > MAX_FILE_BYTES)
         return fail(ld, STYLIZE_ERR_MODEL, "file is %llu bytes, more than the 4 GiB a model may have",
