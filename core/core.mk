@@ -6,6 +6,9 @@ CORE_SRC := $(sort $(wildcard core/src/*.c))
 ifneq ($(HAVE_DNNL),yes)
 CORE_SRC := $(filter-out core/src/backend_dnnl%,$(CORE_SRC))
 endif
+ifneq ($(HAVE_CUDA),yes)
+CORE_SRC := $(filter-out core/src/backend_cuda%,$(CORE_SRC))
+endif
 CORE_HDR := core/include/stylize.h $(wildcard core/src/*.h)
 CORE_PKGS := json-c
 CLI_PKGS := libpng
@@ -20,6 +23,12 @@ CORE_LIBS := $(shell pkg-config --libs $(CORE_PKGS)) -lpthread -lm
 ifeq ($(HAVE_DNNL),yes)
 CORE_CFLAGS += -DSTYLIZE_HAVE_DNNL
 CORE_LIBS += -ldnnl
+endif
+# CUDA (mk/cuda.mk): headers only; the driver and cuDNN are loaded at run time.
+ifeq ($(HAVE_CUDA),yes)
+CORE_CFLAGS += -DSTYLIZE_HAVE_CUDA -isystem $(CUDA_HOME)/include $(if $(CUDNN_INCLUDE),-isystem $(CUDNN_INCLUDE)) \
+	-DSTYLIZE_CUDA_FATBIN='"$(abspath $(BUILD))/obj/backend_cuda_kernels.fatbin"'
+CORE_LIBS += -ldl
 endif
 CLI_CFLAGS := $(shell pkg-config --cflags $(CLI_PKGS))
 CLI_LIBS := $(shell pkg-config --libs $(CLI_PKGS))

@@ -33,6 +33,8 @@ torch.set_num_threads(int(os.environ.get("STYLIZE_TORCH_THREADS", "1")))
 C_THREADS = os.environ.get("STYLIZE_TEST_THREADS", "2")
 # The portable fp32 backend is the one held to PyTorch's numbers.
 C_BACKEND = os.environ.get("STYLIZE_TEST_BACKEND", "ref")
+# e.g. fp32 for the cuda backend (whose auto precision is fp16): make check-cuda-ref
+C_PRECISION = os.environ.get("STYLIZE_TEST_PRECISION")
 
 # Random models: name -> (widths, res_blocks, kernel, seed)
 RANDOM_MODELS = {
@@ -118,6 +120,8 @@ def reference(ref_cache, models, model_name, content, img, key):
 def run_c(build, model_path, img, tmp_path, *opts):
     src, dst = tmp_path / "in.png", tmp_path / "out.png"
     tr.write_png(src, img)
+    if C_PRECISION:
+        opts = ("--precision", C_PRECISION) + opts
     build.run("stylize-image", "-m", model_path, "--threads", C_THREADS, "--backend", C_BACKEND,
               *opts, src, dst, check=True)
     out = tr.read_png(dst)

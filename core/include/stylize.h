@@ -53,9 +53,11 @@ typedef enum stylize_backend {
 
 /* Arithmetic of the network. */
 typedef enum stylize_precision {
-    STYLIZE_PRECISION_AUTO = 0, /* bf16 where the CPU has AMX or AVX512-BF16 and the backend supports it, else fp32 */
+    STYLIZE_PRECISION_AUTO = 0, /* CPU: bf16 where the CPU has AMX or AVX512-BF16 and the backend supports it,
+                                   else fp32; cuda: fp16 */
     STYLIZE_PRECISION_FP32 = 1,
     STYLIZE_PRECISION_BF16 = 2, /* bf16 storage and multiplies, fp32 accumulation */
+    STYLIZE_PRECISION_FP16 = 3, /* fp16 storage and multiplies, fp32 accumulation (cuda backend only) */
 } stylize_precision;
 
 /* Pixel layouts, 8 bits per component. Names follow FFmpeg's AV_PIX_FMT_*. */
@@ -130,7 +132,8 @@ const char *stylize_strerror(int status);
 /* Fill *opts with the defaults documented above. */
 void stylize_options_default(stylize_options *opts);
 
-/* Parse "tin", "full", "patch" / "auto", "ref", "dnnl", "cuda" into the enums.
+/* Parse "tin", "full", "patch" / "auto", "ref", "dnnl", "cuda" /
+ * "auto", "fp32", "bf16", "fp16" into the enums.
  * Return 0, or STYLIZE_ERR_INVALID_ARG for an unknown name. */
 int stylize_mode_from_name(const char *name, stylize_mode *mode);
 int stylize_backend_from_name(const char *name, stylize_backend *backend);

@@ -32,6 +32,8 @@ typedef struct sty_backend_ops {
     stylize_backend id;
     /* Is the backend usable on this machine (CPU features, devices)? */
     int (*available)(void);
+    /* Optional: why available() is 0, in a few words (NULL when it is 1). */
+    const char *(*unavailable_reason)(void);
     /* Prepare for a model. Unsupported precision: STYLIZE_ERR_UNSUPPORTED with a message. */
     int (*create)(const sty_model *m, const sty_backend_config *cfg, void **state, char *err, size_t err_size);
     void (*destroy)(void *state);
@@ -47,6 +49,9 @@ typedef struct sty_backend_ops {
 extern const sty_backend_ops sty_backend_ref;
 #ifdef STYLIZE_HAVE_DNNL
 extern const sty_backend_ops sty_backend_dnnl;
+#endif
+#ifdef STYLIZE_HAVE_CUDA
+extern const sty_backend_ops sty_backend_cuda;
 #endif
 
 #endif

@@ -961,6 +961,10 @@ static int dnnl_create(const sty_model *m, const sty_backend_config *cfg, void *
         return STYLIZE_ERR_UNSUPPORTED;
     }
     const int has_bf16 = isa_has_bf16(a);
+    if (cfg->precision == STYLIZE_PRECISION_FP16) {
+        snprintf(err, err_size, "the dnnl backend computes in fp32 or bf16 (precision=fp16 needs the cuda backend)");
+        return STYLIZE_ERR_UNSUPPORTED;
+    }
     if (cfg->precision == STYLIZE_PRECISION_BF16 && !has_bf16) {
         snprintf(err, err_size, "precision=bf16 needs a CPU with AVX512-BF16 or AMX-BF16; this one has neither "
                  "(oneDNN ISA 0x%x): use precision=fp32 or auto", (unsigned)a->dnnl_get_effective_cpu_isa());

@@ -82,6 +82,10 @@ static int ref_create(const sty_model *m, const sty_backend_config *cfg, void **
         snprintf(err, err_size, "the ref backend computes in fp32 only (precision=bf16 needs the dnnl backend)");
         return STYLIZE_ERR_UNSUPPORTED;
     }
+    if (cfg->precision == STYLIZE_PRECISION_FP16) {
+        snprintf(err, err_size, "the ref backend computes in fp32 only (precision=fp16 needs the cuda backend)");
+        return STYLIZE_ERR_UNSUPPORTED;
+    }
     ref_state *st = calloc(1, sizeof(*st));
     if (!st)
         goto nomem;

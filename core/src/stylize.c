@@ -15,11 +15,14 @@
 const char *stylize_version(void)
 {
     return STR(STYLIZE_VERSION_MAJOR) "." STR(STYLIZE_VERSION_MINOR) "." STR(STYLIZE_VERSION_PATCH)
+        " (backends: ref"
 #ifdef STYLIZE_HAVE_DNNL
-        " (backends: ref, dnnl)";
-#else
-        " (backends: ref)";
+        ", dnnl"
 #endif
+#ifdef STYLIZE_HAVE_CUDA
+        ", cuda"
+#endif
+        ")";
 }
 
 const char *stylize_strerror(int status)
@@ -64,10 +67,13 @@ void stylize_options_default(stylize_options *o)
 
 static const char *const mode_names[] = {"tin", "full", "patch"};
 static const char *const backend_names[] = {"auto", "ref", "dnnl", "cuda"};
-static const char *const precision_names[] = {"auto", "fp32", "bf16"};
+static const char *const precision_names[] = {"auto", "fp32", "bf16", "fp16"};
 
 /* Backends built into this library, fastest first (AUTO takes the first available). */
 static const sty_backend_ops *const backends[] = {
+#ifdef STYLIZE_HAVE_CUDA
+    &sty_backend_cuda,
+#endif
 #ifdef STYLIZE_HAVE_DNNL
     &sty_backend_dnnl,
 #endif
@@ -105,7 +111,7 @@ int stylize_backend_from_name(const char *name, stylize_backend *backend)
 
 int stylize_precision_from_name(const char *name, stylize_precision *precision)
 {
-    for (int i = 0; name && i < 3; i++)
+    for (int i = 0; name && i < 4; i++)
         if (!strcmp(name, precision_names[i])) {
             *precision = (stylize_precision)i;
             return STYLIZE_OK;
@@ -115,7 +121,7 @@ int stylize_precision_from_name(const char *name, stylize_precision *precision)
 
 const char *stylize_precision_name(stylize_precision precision)
 {
-    return (unsigned)precision < 3 ? precision_names[precision] : "?";
+    return (unsigned)precision < 4 ? precision_names[precision] : "?";
 }
 
 const char *stylize_mode_name(stylize_mode mode)
@@ -149,14 +155,17 @@ static int check_options(const stylize_options *o, char *err, size_t n)
         return snprintf(err, n, "threads %d is outside 0..1024 (0 = all CPUs)", o->threads), STYLIZE_ERR_INVALID_ARG;
     if ((unsigned)o->backend > STYLIZE_BACKEND_CUDA)
         return snprintf(err, n, "backend %d is unknown", (int)o->backend), STYLIZE_ERR_INVALID_ARG;
-    if ((unsigned)o->precision > STYLIZE_PRECISION_BF16)
+    if ((unsigned)o->precision > STYLIZE_PRECISION_FP16)
         return snprintf(err, n, "precision %d is unknown", (int)o->precision), STYLIZE_ERR_INVALID_ARG;
     const sty_backend_ops *b = find_backend(o->backend);
     if (!b)
         return snprintf(err, n, "backend '%s' is not built into this libstylize (%s)",
                         stylize_backend_name(o->backend), stylize_version()), STYLIZE_ERR_UNSUPPORTED;
-    if (!b->available())
-        return snprintf(err, n, "backend '%s' cannot run on this machine", b->name), STYLIZE_ERR_UNSUPPORTED;
+    if (!b->available()) {
+        const char *why = b->unavailable_reason ? b->unavailable_reason() : NULL;
+        return snprintf(err, n, "backend '%s' cannot run on this machine%s%s", b->name, why ? ": " : "",
+                        why ? why : ""), STYLIZE_ERR_UNSUPPORTED;
+    }
     return STYLIZE_OK;
 }
 
