@@ -405,3 +405,23 @@ def test_max_memory_bounds_tin_regardless_of_frame_size(tiny, noise):
         out = ok(ffmpeg("-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-i", noise,
                         "-frames:v", "1", "-vf", sty(tiny["a"], **opts), *RAW_OUT))
         assert len(out) == w * h * 3
+
+
+# ---------------------------------------------------------------------------
+# the filter's call sequence under the sanitizers
+
+def test_filter_call_sequence(any_build, tmp_path):
+    """tests/filter_calls.c: the calls vf_stylize.c makes (create, frames of
+    changing size and format with padded linesizes, runtime options, absurd
+    values, max_memory, model switches onto deleted/garbage/truncated/FIFO/
+    directory files, two-pass statistics, backend rebuilds, destroy) on the
+    release and the ASan/UBSan builds: FFmpeg itself is not built with
+    sanitizers here. Widths of at least 8 keep oneDNN on its JIT kernels."""
+    a, b = tmp_path / "a.safetensors", tmp_path / "b.safetensors"
+    a.write_bytes(encode(model((8, 16, 16), 1, 3, 3), {"style": "a"}))
+    b.write_bytes(encode(model((8, 8, 8), 1, 5, 3, seed=5), {"style": "b"}))
+    work = tmp_path / "work"
+    work.mkdir()
+    proc = any_build.run("test_filter_calls", a, b, work, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "ok" in proc.stdout
