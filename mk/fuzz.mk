@@ -19,8 +19,9 @@ FUZZ_SECONDS ?= 600
 FUZZ_DIR := $(BUILD)/fuzz
 FUZZ_BIN := $(FUZZ_DIR)/fuzz_model
 FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
-# KERNEL_CFLAGS has gcc-only flags: the kernels get -O1 here like the rest.
-FUZZ_CFLAGS := $(CORE_CFLAGS) -O1 -Wno-psabi $(FUZZ_SAN)
+# KERNEL_CFLAGS has gcc-only flags: the kernels get -O1 here like the rest;
+# clang does not know the GCC optimize pragmas of the dnnl kernels.
+FUZZ_CFLAGS := $(CORE_CFLAGS) -O1 -Wno-psabi -Wno-unknown-pragmas -Wno-unused-function $(FUZZ_SAN)
 FUZZ_OBJ := $(patsubst core/src/%.c,$(FUZZ_DIR)/obj/%.o,$(CORE_SRC))
 # Inputs up to 64 KiB hold models of widths up to ~16; 10 s per input is
 # a hang; 2 GiB is a runaway allocation. Leaks are reported (ASan default).
