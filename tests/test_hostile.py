@@ -425,3 +425,26 @@ def test_filter_call_sequence(any_build, tmp_path):
     proc = any_build.run("test_filter_calls", a, b, work, timeout=240)
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert "ok" in proc.stdout
+
+
+def test_real_ffmpeg_under_valgrind(tiny, tmp_path):
+    """The real ffmpeg and filter (not instrumented at build time) under
+    valgrind's memcheck: a few frames, a model switch, a failed switch and a
+    backend rebuild; no invalid access, no use of uninitialised memory, no
+    definite leak (tests/valgrind.supp: glibc's dlopen bookkeeping)."""
+    import shutil
+    if not shutil.which("valgrind"):
+        pytest.skip("valgrind is not installed")
+    a, b = tmp_path / "a.safetensors", tmp_path / "b.safetensors"
+    a.write_bytes(encode(model((8, 16, 16), 1, 3, 3), {"style": "a"}))
+    b.write_bytes(encode(model((8, 8, 8), 1, 5, 3, seed=5), {"style": "b"}))
+    cmds = f"0.15 stylize model {b}; 0.25 stylize model {tmp_path}/missing.safetensors; 0.35 stylize backend ref"
+    proc = subprocess.run(
+        ["valgrind", "-q", "--error-exitcode=99", f"--suppressions={REPO}/tests/valgrind.supp",
+         "--leak-check=full", "--errors-for-leak-kinds=definite", "--show-leak-kinds=definite",
+         str(FFMPEG), "-nostdin", "-hide_banner", "-loglevel", "error",
+         "-f", "lavfi", "-i", "testsrc2=s=24x16:r=10:d=0.5",
+         "-vf", f"sendcmd=c='{cmds}',{sty(a, tile=8)}", "-f", "null", "-"],
+        capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "cannot switch to model" in proc.stderr
