@@ -100,21 +100,24 @@ def summarize(samples, warmup):
 
 
 def plot(runs, png, title):
+    """One panel per run (their frame counts differ), warm-up shaded."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(8, 4))
-    for label, samples, warmup in runs:
-        ax.plot([s[0] for s in samples], [s[1] / 1024 for s in samples], label=label, lw=1.2)
-        ax.axvline(warmup, color="gray", ls=":", lw=0.8)
-    ax.set_xlabel("frame")
-    ax.set_ylabel("ffmpeg VmRSS (MiB)")
-    ax.set_ylim(bottom=0)
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    fig, axes = plt.subplots(1, len(runs), figsize=(5.5 * len(runs), 3.8), squeeze=False)
+    for ax, (label, samples, warmup) in zip(axes[0], runs):
+        mib = [s[1] / 1024 for s in samples]
+        ax.plot([s[0] for s in samples], mib, lw=1.2, marker=".", ms=3)
+        ax.axvspan(0, warmup, color="gray", alpha=0.15, label="warm-up")
+        ax.set_ylim(0, max(mib) * 1.2)
+        ax.set_xlabel("frame")
+        ax.set_ylabel("ffmpeg VmRSS (MiB)")
+        ax.set_title(label, fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="lower right")
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(png, dpi=110)
+    fig.savefig(png, dpi=100)
 
 
 def read_csv(path):
@@ -163,7 +166,7 @@ def main():
         runs.append((label or Path(path).stem, other, other[-1][0] // 10))
     png = args.png or str(csv_path.with_suffix(".png"))
     Path(png).parent.mkdir(parents=True, exist_ok=True)
-    plot(runs, png, f"stylize filter: ffmpeg resident memory over {args.size} frames")
+    plot(runs, png, "stylize filter: resident memory of ffmpeg (VmRSS), sampled every N frames")
     print(f"wrote {csv_path} and {png}")
 
 
