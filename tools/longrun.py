@@ -82,8 +82,10 @@ def run(args, model, csv_path):
     return samples, time.time() - t0
 
 
-def summarize(samples, warmup):
-    after = [(f, kb) for f, kb, _ in samples if f >= warmup]
+def summarize(samples, warmup, frames):
+    # The sample at the last frame is read while ffmpeg tears down (frees
+    # its buffers): not part of the steady state.
+    after = [(f, kb) for f, kb, _ in samples if warmup <= f < frames]
     if len(after) < 2:
         return {}
     base, end = after[0][1], after[-1][1]
@@ -154,11 +156,10 @@ def main():
                 model = os.path.join(tmp, "tiny.safetensors")
                 tiny_model(model)
             samples, secs = run(args, model, csv_path)
-        s = summarize(samples, warmup)
         print(f"{args.frames} frames of {args.size} in {secs:.0f} s ({args.frames / secs:.2f} fps)")
-        for k, v in s.items():
-            print(f"  {k}: {v:.3f}" if isinstance(v, float) else f"  {k}: {v}")
     samples = read_csv(csv_path)
+    for k, v in summarize(samples, warmup, args.frames).items():
+        print(f"  {k}: {v:.3f}" if isinstance(v, float) else f"  {k}: {v}")
     runs = [(args.label or csv_path.stem, samples, warmup)]
     for spec in args.also:
         path, _, label = spec.partition(":")
