@@ -11,7 +11,7 @@ PACKAGES="
   python3 python3-numpy python3-pil python3-onnx python3-pytest python3-torch
   python3-opencv python3-matplotlib
   clang libclang-rt-14-dev
-  parallel openssh-server openssh-client
+  parallel openssh-server openssh-client valgrind
 "
 
 missing=
