@@ -23,15 +23,15 @@ no oneDNN, or --disable-dnnl) or oneDNN cannot run on this machine.
 import json
 import os
 import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
 
-from conftest import RELEASE, SHARED, TOOLS
+from conftest import RELEASE, SHARED
 
 import torch_reference as tr
+from test_reference import Models
 
 torch.set_num_threads(int(os.environ.get("STYLIZE_TORCH_THREADS", "1")))
 C_THREADS = os.environ.get("STYLIZE_TEST_THREADS", "2")
@@ -84,32 +84,9 @@ needs_bf16 = pytest.mark.skipif(not HAS_BF16, reason="the CPU has neither AVX512
 # ---------------------------------------------------------------------------
 # models, images, running the CLI
 
-class Models:
-    def __init__(self, root):
-        self.root, self.cache = root, {}
-
-    def get(self, name):
-        """(path of the .safetensors, float64 torch model with the same weights)."""
-        if name not in self.cache:
-            path = self.root / (name + ".safetensors")
-            if name in RANDOM_MODELS:
-                widths, blocks, kernel, seed = RANDOM_MODELS[name]
-                tr.save_safetensors_model(tr.random_model(widths, blocks, kernel, seed=seed), path, {
-                    "format": "stylize", "format_version": "1",
-                    "architecture": "transformer_net", "style": name})
-            else:
-                pth = SHARED / "models" / (name + ".pth")
-                if not pth.exists():
-                    pytest.skip("%s not found" % pth)
-                subprocess.run([sys.executable, str(TOOLS / "convert_model.py"), str(pth), "-o", str(path),
-                                "--force"], check=True, capture_output=True)
-            self.cache[name] = (path, tr.load_safetensors_model(path).double())
-        return self.cache[name]
-
-
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
-    return Models(tmp_path_factory.mktemp("dnnl_models"))
+    return Models(tmp_path_factory.mktemp("dnnl_models"), RANDOM_MODELS)
 
 
 def kodak_files():

@@ -53,16 +53,19 @@ MAX_FRAC_OFF_BY_ONE = 0.005
 # models, images, reference outputs (cached for the session)
 
 class Models:
-    def __init__(self, root):
+    """Models by name: RANDOM_MODELS-style entries made here, others converted from ../shared."""
+
+    def __init__(self, root, random_models=RANDOM_MODELS):
         self.root = root
+        self.random_models = random_models
         self.cache = {}
 
     def get(self, name):
         """(path of the .safetensors for C, float64 torch model) for `name`."""
         if name not in self.cache:
             path = self.root / (name + ".safetensors")
-            if name in RANDOM_MODELS:
-                widths, blocks, kernel, seed = RANDOM_MODELS[name]
+            if name in self.random_models:
+                widths, blocks, kernel, seed = self.random_models[name]
                 model = tr.random_model(widths, blocks, kernel, seed=seed)
                 tr.save_safetensors_model(model, path, {
                     "format": "stylize", "format_version": "1",
