@@ -65,11 +65,11 @@ $(LIBSTYLIZE_SO): $(CORE_OBJ) | $(BUILD)/lib
 # Tools and tests link the static library so they run from the tree.
 $(STYLIZE_IMAGE): core/cli/stylize_image.c $(LIBSTYLIZE_A) | $(BUILD)/bin
 	$(CC) $(CORE_CFLAGS) $(CLI_CFLAGS) $< -o $@ $(LIBSTYLIZE_A) $(CLI_LIBS) $(CORE_LIBS)
-$(TEST_API): tests/test_api.c $(LIBSTYLIZE_A) | $(BUILD)/tests
+$(TEST_API): tests/test_api.c tests/check.h $(LIBSTYLIZE_A) | $(BUILD)/tests
 	$(CC) $(CORE_CFLAGS) $< -o $@ $(LIBSTYLIZE_A) $(CORE_LIBS)
 $(BUILD)/asan/bin/stylize-image: core/cli/stylize_image.c $(ASAN_OBJ) | $(BUILD)/asan/bin
 	$(CC) $(CORE_CFLAGS) -O1 $(SAN_FLAGS) $(CLI_CFLAGS) $< -o $@ $(ASAN_OBJ) $(CLI_LIBS) $(CORE_LIBS)
-$(BUILD)/asan/tests/test_api: tests/test_api.c $(ASAN_OBJ) | $(BUILD)/asan/tests
+$(BUILD)/asan/tests/test_api: tests/test_api.c tests/check.h $(ASAN_OBJ) | $(BUILD)/asan/tests
 	$(CC) $(CORE_CFLAGS) -O1 $(SAN_FLAGS) $< -o $@ $(ASAN_OBJ) $(CORE_LIBS)
 
 # Installed pkg-config file (rewritten every time: PREFIX may come from the command line).

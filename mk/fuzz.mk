@@ -59,9 +59,9 @@ check: fuzz-smoke
 
 # The filter's call sequence on hostile input (tests/filter_calls.c), release
 # and ASan/UBSan: what the sanitizers see of the filter without an ASan FFmpeg.
-$(BUILD)/tests/test_filter_calls: tests/filter_calls.c $(LIBSTYLIZE_A) | $(BUILD)/tests
+$(BUILD)/tests/test_filter_calls: tests/filter_calls.c tests/check.h $(LIBSTYLIZE_A) | $(BUILD)/tests
 	$(CC) $(CORE_CFLAGS) $< -o $@ $(LIBSTYLIZE_A) $(CORE_LIBS)
-$(BUILD)/asan/tests/test_filter_calls: tests/filter_calls.c $(ASAN_OBJ) | $(BUILD)/asan/tests
+$(BUILD)/asan/tests/test_filter_calls: tests/filter_calls.c tests/check.h $(ASAN_OBJ) | $(BUILD)/asan/tests
 	$(CC) $(CORE_CFLAGS) -O1 $(SAN_FLAGS) $< -o $@ $(ASAN_OBJ) $(CORE_LIBS)
 tools: $(BUILD)/tests/test_filter_calls
 sanitize: $(BUILD)/asan/tests/test_filter_calls

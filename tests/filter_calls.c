@@ -18,17 +18,7 @@
 
 #include "stylize.h"
 
-static int failures;
-
-#define CHECK(cond, ...)                                                                     \
-    do {                                                                                     \
-        if (!(cond)) {                                                                       \
-            failures++;                                                                      \
-            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);                \
-            fprintf(stderr, __VA_ARGS__);                                                    \
-            fputc('\n', stderr);                                                             \
-        }                                                                                    \
-    } while (0)
+#include "check.h"
 
 /* A frame as ff_get_video_buffer makes it: each plane's linesize rounded up
  * to 64 bytes, plus slack after the last row. */
@@ -285,9 +275,9 @@ int main(int argc, char **argv)
     stylize_destroy(ctx);
 
     if (failures) {
-        fprintf(stderr, "%d checks failed\n", failures);
+        fprintf(stderr, "%d of %d checks failed\n", failures, checks);
         return 1;
     }
-    printf("filter call sequence: ok\n");
+    printf("filter call sequence: %d checks, ok\n", checks);
     return 0;
 }
