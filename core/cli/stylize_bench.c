@@ -13,7 +13,8 @@
  *                         overhead, not counted
  *   rss_base_mb           VmRSS once the input and output frames are allocated
  *                         and written, before the library is touched
- *   rss_peak_mb           VmHWM at the end; rss_beyond_frames_mb = peak - base
+ *   rss_peak_mb           VmHWM at the end; rss_beyond_frames_mb = peak less
+ *                         the input and output frame buffers (as tools/bench.py)
  * With --peak it measures instead the machine's fp32 (and, where the CPU has
  * it, bf16) throughput with a large oneDNN matmul on the same threads.
  *
@@ -300,7 +301,7 @@ int main(int argc, char **argv)
            stylize_backend_name(stylize_active_backend(ctx)), stylize_precision_name(stylize_active_precision(ctx)),
            stylize_mode_name(o.mode), o.threads, w, h, o.tile, o.thumb, frames, warmup, mi.width1, mi.width2, mi.width3,
            mi.res_blocks, create_ms, first, best, median, 1e3 / best, gflop, gflop / (best / 1e3),
-           (double)bytes / 1048576.0, base_kb / 1024.0, peak_kb / 1024.0, (peak_kb - base_kb) / 1024.0,
+           (double)bytes / 1048576.0, base_kb / 1024.0, peak_kb / 1024.0, peak_kb / 1024.0 - 2.0 * (double)bytes / 1048576.0,
            (unsigned long long)sum);
     stylize_destroy(ctx);
     free(ms);
