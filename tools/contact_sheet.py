@@ -69,17 +69,17 @@ def main():
             rows.append((label, cells))
             print("contact_sheet: %s done" % label, file=sys.stderr)
 
-    cw, head, side = args.cell, 22, 0
+    cw, head = args.cell, 22  # column width, title row height
     heights = [round(cells[0].height * cw / cells[0].width) for _, cells in rows]
-    sheet = Image.new("RGB", (side + cw * (len(models) + 1), head + sum(heights) + 2 * len(rows)), "white")
+    sheet = Image.new("RGB", (cw * (len(models) + 1), head + sum(heights) + 2 * len(rows)), "white")
     draw = ImageDraw.Draw(sheet)
     font = ImageFont.load_default()
     for i, title in enumerate(["original"] + names):
-        draw.text((side + i * cw + 6, 5), title, fill="black", font=font)
+        draw.text((i * cw + 6, 5), title, fill="black", font=font)
     y = head
     for (label, cells), h in zip(rows, heights):
         for i, c in enumerate(cells):
-            sheet.paste(c.resize((cw, h), Image.LANCZOS), (side + i * cw, y))
+            sheet.paste(c.resize((cw, h), Image.LANCZOS), (i * cw, y))
         draw.text((6, y + 4), label, fill="white", font=font, stroke_width=1, stroke_fill="black")
         y += h + 2
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
