@@ -146,10 +146,18 @@ def test_run_net_matches_reference():
 # ---------------------------------------------------------------------------
 # end to end
 
+def _photos(n=2):
+    """The first n training photographs (never the Kodak images: the evaluation set)."""
+    found = sorted((SHARED / "content" / "photos").glob("*"))[:n]
+    if len(found) < n:
+        pytest.skip("training photographs not found in %s" % (SHARED / "content" / "photos"))
+    return found
+
+
 def _args(tmp, iters, extra=()):
-    kodak = SHARED / "media" / "kodak"
+    a, b = _photos()
     return ["--style", str(SHARED / "styles" / "starry_night.jpg"), "--style-size", "96",
-            "--content", str(kodak / "kodim03.png"), "--content", str(kodak / "kodim23.png"),
+            "--content", str(a), "--content", str(b), "--max-side", "160",
             "--widths", "8,16,16", "--res-blocks", "1", "--size", "64", "--batch", "2",
             "--iterations", str(iters), "--checkpoint-every", "2", "--log-every", "1",
             "--tin", "--tin-prob", "0.5", "--tin-thumb", "48", "--lr-schedule", "constant",
@@ -158,8 +166,6 @@ def _args(tmp, iters, extra=()):
 
 
 def test_train_checkpoint_resume_export(tmp_path, vgg_dir):
-    if not (SHARED / "media" / "kodak" / "kodim03.png").is_file():
-        pytest.skip("Kodak images not found")
     straight, split = tmp_path / "straight", tmp_path / "split"
     assert train.main(_args(straight, 4)) == 0
     assert train.main(_args(split, 2)) == 0
@@ -210,8 +216,6 @@ def test_train_checkpoint_resume_export(tmp_path, vgg_dir):
 
 
 def test_resume_refuses_other_architecture(tmp_path, vgg_dir):
-    if not (SHARED / "media" / "kodak" / "kodim03.png").is_file():
-        pytest.skip("Kodak images not found")
     assert train.main(_args(tmp_path, 1, ["--checkpoint-every", "1", "--tin-prob", "0"])) == 0
     assert train.main(["--resume", "--checkpoint-dir", str(tmp_path), "--widths",
                        "8,16,24"]) == 1

@@ -46,7 +46,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 TOOLS = Path(__file__).resolve().parent
 REPO = TOOLS.parent
@@ -96,198 +95,11 @@ def log(msg):
 # ===========================================================================
 # the network, batched with per-sample TIN statistics
 
-def _conv(layer, y):
-    """tr.ConvLayer's computation, with the fast stock reflection pad where
-    it is defined (pad < size: identical result)."""
-    if layer.upsample:
-        y = F.interpolate(y, scale_factor=2, mode="nearest")
-    p = layer.kernel // 2
-    if p:
-        if p < y.shape[-1] and p < y.shape[-2]:
-            y = F.pad(y, (p, p, p, p), mode="reflect")
-        else:
-            y = tr.reflect_pad(y, p)
-    return layer.conv(y)
-
-
-def run_net(model, x, stats=None, record=None, eps=tr.EPS):
-    """TransformerNet.forward for training: x (N, 3, H, W) RGB 0..255.
-
-    stats: None (every map normalized with its own statistics) or a list,
-    per instance-norm layer in network order, of (mean, var) of shape
-    (N, C): sample n is normalized with row n (TIN with a different
-    thumbnail per sample). record: None or a list to which (mean, var) of
-    shape (N, C) of every layer is appended, differentiable. Norms are
-    computed in float32 (also under autocast). Equal to model(x, stats) of
-    torch_reference for shared statistics (tests/test_train.py)."""
-    k = [0]
-
-    def norm(y, mod):
-        if y.dtype in (torch.float16, torch.bfloat16):
-            y = y.float()  # statistics in float32 under autocast
-        w, b = mod.weight.to(y.dtype), mod.bias.to(y.dtype)
-        if stats is None and record is None:
-            return F.instance_norm(y, weight=w, bias=b, eps=eps)
-        if stats is None:
-            mean = y.mean(dim=(2, 3))
-            var = (y - mean[:, :, None, None]).pow(2).mean(dim=(2, 3))
-            record.append((mean, var))
-        else:
-            mean, var = stats[k[0]]
-            mean, var = mean.to(y.dtype), var.to(y.dtype)
-            k[0] += 1
-        scale = torch.rsqrt(var + eps) * w
-        return (y - mean[:, :, None, None]) * scale[:, :, None, None] + b[:, None, None]
-
-    y = F.relu(norm(_conv(model.conv1, x), model.in1))
-    y = F.relu(norm(_conv(model.conv2, y), model.in2))
-    y = F.relu(norm(_conv(model.conv3, y), model.in3))
-    for i in range(1, model.res_blocks + 1):
-        rb = getattr(model, "res%d" % i)
-        r = F.relu(norm(_conv(rb.conv1, y), rb.in1))
-        y = y + norm(_conv(rb.conv2, r), rb.in2)
-    y = F.relu(norm(_conv(model.deconv1, y), model.in4))
-    y = F.relu(norm(_conv(model.deconv2, y), model.in5))
-    return _conv(model.deconv3, y)
-
-
-def thumbnail_stats_batch(model, thumbs, detach=False):
-    """Run the network on each thumbnail (list of (1, 3, h, w) tensors, sizes
-    may differ) and return per-layer (mean, var) stacked to (N, C)."""
-    per = []
-    for t in thumbs:
-        rec = []
-        if detach:
-            with torch.no_grad():
-                run_net(model, t, record=rec)
-        else:
-            run_net(model, t, record=rec)
-        per.append(rec)
-    return [(torch.cat([p[i][0] for p in per]), torch.cat([p[i][1] for p in per]))
-            for i in range(len(per[0]))]
-
-
-# ===========================================================================
-# loss
-
-class _GramCPU(torch.autograd.Function):
-    """Gram matrices through oneDNN convolutions: Debian's torch links the
-    reference BLAS, whose bmm made the Gram matrices 60% of an iteration.
-    Forward: G[i, j] = sum_p f[i, p] f[j, p] / HW as a convolution of the C
-    one-channel maps by the same C maps as full-size kernels. Backward:
-    dF = (dG + dG^T) F / HW as a convolution whose kernel runs over the
-    channels (a 1x1 convolution is 3x slower here)."""
-
-    @staticmethod
-    def forward(ctx, f):
-        ctx.save_for_backward(f)
-        n, c, h, w = f.shape
-        with torch.autocast("cpu", enabled=False):
-            g = [F.conv2d(f[i:i + 1].transpose(0, 1), f[i:i + 1].transpose(0, 1)).view(c, c)
-                 for i in range(n)]
-        return torch.stack(g) / (h * w)
-
-    @staticmethod
-    def backward(ctx, grad):
-        (f,) = ctx.saved_tensors
-        n, c, h, w = f.shape
-        s = (grad + grad.transpose(1, 2)) / (h * w)
-        out = []
-        with torch.autocast("cpu", enabled=False):
-            for i in range(n):
-                ft = f[i].reshape(c, h * w).t().contiguous().view(h * w, 1, 1, c)
-                out.append(F.conv2d(ft, s[i].reshape(c, 1, 1, c)).view(h * w, c).t()
-                           .reshape(c, h, w))
-        return torch.stack(out)
-
-
-def gram(f):
-    """Gram matrices of (N, C, H, W) features, normalized by H*W: (N, C, C),
-    float32."""
-    f = f.float()
-    if f.device.type == "cpu":
-        return _GramCPU.apply(f.contiguous())
-    n, c, h, w = f.shape
-    f = f.reshape(n, c, h * w)
-    return torch.bmm(f, f.transpose(1, 2)) / (h * w)
-
-
-def downscale(x, s):
-    """Area downscale by an integer factor (avg pooling; exact for 2x)."""
-    return x if s == 1 else F.avg_pool2d(x, s)
-
-
-class PerceptualLoss:
-    """Johnson et al.'s perceptual loss on the VGG19 features available,
-    with multi-scale style and normalized (relative) terms."""
-
-    def __init__(self, vgg, style_img, style_layers, content_layer, scales, scale_weights,
-                 autocast):
-        self.vgg, self.style_layers, self.content_layer = vgg, list(style_layers), content_layer
-        self.scales, self.scale_weights = list(scales), list(scale_weights)
-        self.autocast = autocast
-        self.targets = {}  # scale -> layer -> (Gram (1,C,C), |G|^2)
-        with torch.no_grad():
-            for s in self.scales:
-                feats = self.vgg(downscale(style_img, s), self.style_layers)
-                self.targets[s] = {}
-                for name in self.style_layers:
-                    g = gram(feats[name])
-                    self.targets[s][name] = (g, g.pow(2).sum(dim=(1, 2)).clamp_min(1e-12))
-
-    def features(self, x, layers):
-        with self.autocast():
-            return self.vgg(x, layers)
-
-    def content_target(self, x):
-        with torch.no_grad():
-            return self.features(x, [self.content_layer])[self.content_layer].float()
-
-    def __call__(self, y, content_feat):
-        """y: network output (N,3,H,W) 0..255; content_feat: content_target of
-        the input. Returns (content, style, [style per scale])."""
-        per_scale = []
-        content = None
-        for s in self.scales:
-            layers = list(self.style_layers)
-            if s == 1:
-                layers.append(self.content_layer)
-            feats = self.features(downscale(y, s), layers)
-            terms = []
-            for name in self.style_layers:
-                g, norm = self.targets[s][name]
-                terms.append(((gram(feats[name]) - g).pow(2).sum(dim=(1, 2)) / norm).mean())
-            per_scale.append(torch.stack(terms).mean())
-            if s == 1:
-                f = feats[self.content_layer].float()
-                content = (f - content_feat).pow(2).mean() / content_feat.pow(2).mean().clamp_min(1e-12)
-        style = sum(w * v for w, v in zip(self.scale_weights, per_scale))
-        return content, style, per_scale
-
-
-def tv_loss(y):
-    """Total variation (squared differences) of y/255."""
-    y = y.float() / 255.0
-    return ((y[:, :, 1:, :] - y[:, :, :-1, :]).pow(2).mean()
-            + (y[:, :, :, 1:] - y[:, :, :, :-1]).pow(2).mean())
-
-
-# ===========================================================================
-# data
-
-def read_image(path):
-    from PIL import Image
-    with Image.open(path) as im:
-        return np.asarray(im.convert("RGB"))
-
-
-def fit_long_side(img, max_side):
-    import cv2
-    h, w = img.shape[:2]
-    if max(h, w) <= max_side:
-        return img
-    s = max_side / max(h, w)
-    return cv2.resize(img, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
+# The network, the losses and the crops live in tools/stylize_nets (shared
+# with tools/distill.py); their names stay importable from here.
+from stylize_nets.classic import _conv, run_net, thumbnail_stats_batch  # noqa: E402,F401
+from stylize_nets.losses import _GramCPU, gram, downscale, PerceptualLoss, tv_loss  # noqa: E402,F401
+from stylize_nets.data import read_image, fit_long_side, Sampler, to_tensor, load_style  # noqa: E402,F401
 
 
 def video_frames(path, count):
@@ -329,15 +141,15 @@ def expand_content(specs):
     paths = []
     for spec in specs:
         if spec == "auto":
-            kodak, video = SHARED / "media" / "kodak", SHARED / "media" / "cockatoo.mp4"
-            if not kodak.is_dir() and not video.is_file():
-                raise TrainError("--content auto: no %s and no %s (set STYLIZE_SHARED or give "
-                                 "--content)" % (kodak, video))
-            if kodak.is_dir():
-                paths += sorted(p for p in kodak.iterdir() if p.suffix.lower() in IMAGE_EXTS)
-            if video.is_file():
-                paths.append(video)
-            paths += photo_files()
+            # The training photographs of ../shared/content; never the Kodak
+            # images or the cockatoo clip, which are the evaluation set.
+            photos = SHARED / "content" / "photos"
+            found = sorted(q for q in photos.iterdir() if q.suffix.lower() in IMAGE_EXTS) \
+                if photos.is_dir() else []
+            if not found:
+                raise TrainError("--content auto: no photographs in %s (set STYLIZE_SHARED or "
+                                 "give --content)" % photos)
+            paths += found
             continue
         p = Path(spec)
         if p.is_dir():
@@ -388,90 +200,6 @@ def fetch_photos(dest=PHOTOS_DIR):
         (dest / "LICENSES.txt").write_text("\n".join(lines) + "\n")
     log("photos extracted to %s" % dest)
 
-
-class Sampler:
-    """Random training crops: random image, random rescale, random crop,
-    random horizontal flip; for TIN also the thumbnail of the rescaled whole
-    image the crop is cut from."""
-
-    def __init__(self, images, size, scale_range, tin_thumb, tin_ratio, rng):
-        self.images = [img for _, img in images]
-        self.size, self.scale_range = size, scale_range
-        self.tin_thumb, self.tin_ratio = tin_thumb, tin_ratio
-        self.rng = rng
-
-    def _loguniform(self, lo, hi):
-        if hi <= lo:
-            return lo
-        return math.exp(self.rng.uniform(math.log(lo), math.log(hi)))
-
-    def _crop(self, img, s):
-        """A size x size crop of img rescaled by s (random position)."""
-        import cv2
-        h, w = img.shape[:2]
-        r = self.size / s  # region side in source pixels
-        rh, rw = min(h, max(1, int(round(r)))), min(w, max(1, int(round(r))))
-        y0 = int(self.rng.integers(0, h - rh + 1))
-        x0 = int(self.rng.integers(0, w - rw + 1))
-        reg = img[y0:y0 + rh, x0:x0 + rw]
-        interp = cv2.INTER_AREA if s < 1 else cv2.INTER_CUBIC
-        return cv2.resize(reg, (self.size, self.size), interpolation=interp)
-
-    def sample(self, tin=False):
-        import cv2
-        img = self.images[int(self.rng.integers(len(self.images)))]
-        h, w = img.shape[:2]
-        smin = self.size / min(h, w)  # the crop must fit
-        thumb = None
-        if tin:
-            # The rescaled whole image is `ratio` times its thumbnail (1..tin_ratio),
-            # like a video frame is to the library's 512-px thumbnail.
-            ratio = self._loguniform(1.0, self.tin_ratio)
-            s = max(smin, min(max(smin, 2.0), self.tin_thumb * ratio / max(h, w)))
-            fh, fw = max(1, round(h * s)), max(1, round(w * s))
-            th, tw = tr.thumbnail_size(fh, fw, self.tin_thumb)
-            interp = cv2.INTER_AREA if th <= h else cv2.INTER_CUBIC
-            thumb = cv2.resize(img, (tw, th), interpolation=interp)
-        else:
-            lo, hi = self.scale_range
-            s = self._loguniform(max(smin, lo), max(smin, hi))
-        crop = self._crop(img, s)
-        if self.rng.random() < 0.5:
-            crop = crop[:, ::-1]
-            if thumb is not None:
-                thumb = thumb[:, ::-1]
-        return crop, thumb
-
-    def batch(self, n, tin, device):
-        crops, thumbs = [], []
-        for _ in range(n):
-            c, t = self.sample(tin)
-            crops.append(c)
-            if t is not None:
-                thumbs.append(to_tensor(t, device))
-        x = torch.from_numpy(np.ascontiguousarray(np.stack(crops).transpose(0, 3, 1, 2)))
-        return x.to(device=device, dtype=torch.float32), thumbs
-
-
-def to_tensor(img, device):
-    """HxWx3 uint8 -> (1, 3, H, W) float32 0..255."""
-    t = torch.from_numpy(np.ascontiguousarray(np.asarray(img).transpose(2, 0, 1))[None])
-    return t.to(device=device, dtype=torch.float32)
-
-
-def load_style(path, size, device):
-    import cv2
-    img = read_image(path)
-    if size:
-        h, w = img.shape[:2]
-        s = size / max(h, w)
-        img = cv2.resize(img, (max(1, round(w * s)), max(1, round(h * s))),
-                         interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_CUBIC)
-    return to_tensor(img, device)
-
-
-# ===========================================================================
-# precision, devices
 
 def pick_device(name):
     if name == "auto":
@@ -560,6 +288,7 @@ def style_facts(args):
 
 def training_settings(args, iteration, content_names):
     keys = ["widths", "res_blocks", "kernel", "size", "batch", "lr", "lr_min", "lr_schedule",
+            "loss_margin", "time_budget",
             "style_weight", "content_weight", "tv_weight", "style_layers", "content_layer",
             "style_scales", "style_scale_weights", "style_size", "scale", "tin", "tin_prob",
             "tin_thumb", "tin_ratio", "tin_detach", "amp", "seed", "frames_per_video"]
@@ -639,9 +368,9 @@ exit status: 0 on success, 1 on an error (message 'train.py: ...').""")
                    "strokes in the result; 0 = as is " + d)
     g.add_argument("--content", action="append", metavar="PATH",
                    help="content images: a folder (its images and videos), an image or a "
-                   "video; repeatable. 'auto' = ../shared/media/kodak/*.png + "
-                   "../shared/media/cockatoo.mp4 + the permissively licensed photos of "
-                   "python3-skimage if present (see --fetch-photos) (default: auto)")
+                   "video; repeatable. 'auto' = the training photographs in "
+                   "../shared/content/photos (never the Kodak images or the cockatoo clip: they are "
+                   "the evaluation set) (default: auto)")
     g.add_argument("--frames-per-video", metavar="N", type=int, default=8, help="frames taken from each "
                    "video, evenly spaced " + d)
     g.add_argument("--max-side", metavar="PX", type=int, default=1600, help="content images are shrunk to "
@@ -671,6 +400,10 @@ exit status: 0 on success, 1 on an error (message 'train.py: ...').""")
                    "(default: 1 for each)")
     g.add_argument("--vgg", metavar="DIR", default=str(SHARED / "vgg19"), help="folder of the TF.js VGG19 "
                    "(model.json + shards) " + d)
+    g.add_argument("--loss-margin", metavar="PX", type=int, default=16, help="reflection margin "
+                   "around the output before VGG (features cropped back), so that the loss judges "
+                   "border pixels like interior ones: 0 brings back the frame line of the v1 "
+                   "styles " + d)
     g = p.add_argument_group("optimization")
     g.add_argument("--iterations", metavar="N", type=int, default=4000, help="training iterations (one "
                    "batch each) " + d)
@@ -685,6 +418,9 @@ exit status: 0 on success, 1 on an error (message 'train.py: ...').""")
                    "cosine schedule " + d)
     g.add_argument("--lr-schedule", choices=("cosine", "constant"), default="cosine",
                    help="learning rate schedule " + d)
+    g.add_argument("--time-budget", metavar="S", type=float, default=0.0, help="stop after S "
+                   "seconds of training (resumes count what was spent) instead of at --iterations; "
+                   "the learning-rate schedule follows the elapsed time " + d)
     g.add_argument("--seed", metavar="N", type=int, default=1, help="random seed " + d)
     g = p.add_argument_group("thumbnail instance normalization")
     g.add_argument("--tin", action="store_true", help="TIN-aware training: a fraction "
@@ -801,10 +537,17 @@ def open_log(path, scales, start):
     return f, w
 
 
-def lr_at(args, it):
-    if args.lr_schedule == "constant" or args.iterations <= 1:
+def lr_at(args, it, elapsed=0.0):
+    """The learning rate at iteration `it`; with --time-budget the schedule
+    follows the elapsed fraction of the budget instead of iterations."""
+    if args.lr_schedule == "constant":
         return args.lr
-    t = min(1.0, it / (args.iterations - 1))
+    if args.time_budget:
+        t = min(1.0, elapsed / args.time_budget)
+    elif args.iterations <= 1:
+        return args.lr
+    else:
+        t = min(1.0, it / (args.iterations - 1))
     return args.lr_min + 0.5 * (args.lr - args.lr_min) * (1 + math.cos(math.pi * t))
 
 
@@ -866,8 +609,9 @@ def train(args, argv_explicit):
         raise TrainError("--style %s: no such file" % args.style)
     style_img = load_style(args.style, args.style_size, device)
     loss_fn = PerceptualLoss(vgg, style_img, args.style_layers_l, args.content_layer,
-                             args.scales_l, args.scale_weights_l, autocast)
-    sampler = Sampler(images, args.size, args.scale_l, args.tin_thumb, args.tin_ratio, rng)
+                             args.scales_l, args.scale_weights_l, autocast, margin=args.loss_margin)
+    sampler = Sampler(images, args.size, args.scale_l, args.tin_thumb, args.tin_ratio, rng,
+                      quantum=16 if device.type == "cuda" else 1)
     log("%d content images (%s); network widths %s, %d res blocks; %s, amp %s, %d threads"
         % (len(images), ", ".join(content_names[:6]) + (", ..." if len(content_names) > 6 else ""),
            args.widths, args.res_blocks, device, amp, torch.get_num_threads()))
@@ -891,7 +635,11 @@ def train(args, argv_explicit):
     model.train()
     for it in range(start, end):
         t0, c0 = time.time(), time.process_time()
-        lr = lr_at(args, it)
+        elapsed = elapsed0 + t0 - t_start
+        if args.time_budget and elapsed >= args.time_budget and not bench:
+            end = it  # the budget is spent: checkpoint and export below
+            break
+        lr = lr_at(args, it, elapsed)
         for gr in opt.param_groups:
             gr["lr"] = lr
         tin = args.tin and rng.random() < args.tin_prob
@@ -968,7 +716,14 @@ def train(args, argv_explicit):
         return 0
     if logf is not None:
         logf.close()
-    if start >= end:
+    if args.time_budget and end > start and end % args.checkpoint_every:
+        # stopped by the budget between checkpoints: keep and export the last step
+        save_checkpoint(ckdir / ("ckpt_%06d.pt" % end), model, opt, end, args, rng,
+                        elapsed0 + time.time() - t_start, scaler)
+        shutil.copyfile(ckdir / ("ckpt_%06d.pt" % end), ckdir / "latest.pt")
+        export_model(model, args.output, args, end, content_names)
+        log("time budget of %.0f s spent after %d iterations" % (args.time_budget, end))
+    elif start >= end:
         export_model(model, args.output, args, start, content_names)
     return 0
 
