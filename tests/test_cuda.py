@@ -182,6 +182,8 @@ def test_fp16_is_refused_by_cpu_backends(release, tmp_path, backend):
     img = np.zeros((8, 8, 3), np.uint8)
     proc = stylize(release, model, img, tmp_path, "--backend", backend, "--precision", "fp16", check=False)
     assert proc.returncode != 0
+    if "cannot run on this machine" in proc.stderr:  # e.g. no oneDNN on a GPU machine's image
+        pytest.skip(proc.stderr.strip())
     assert "fp16" in proc.stderr and ("cuda" in proc.stderr or "not built" in proc.stderr), proc.stderr
 
 
@@ -249,9 +251,14 @@ def test_cuda_tin_tiled_equals_untiled(release, gpu, models, request, tmp_path, 
     b = _run_full(release, path, img, tmp_path, "--precision", precision, "--tile", "128").astype(int)
     d = np.abs(a - b)
     print("\n  cuda %s tin tiled vs untiled: max %d, %.4f%% differ" % (precision, d.max(), 100 * (d > 0).mean()))
-    # fp32: exact up to the last bit of the convolution algorithms chosen per crop size
-    assert d.max() <= (1 if precision == "fp32" else 2)
-    assert (d > 0).mean() <= (0.005 if precision == "fp32" else 0.02)
+    # fp32: exact up to the last bit of the convolution algorithms chosen per crop size.
+    # 16-bit: every layer's activations are rounded to 16 bits, and cuDNN's kernels for
+    # different crop sizes accumulate in different orders, so the roundings differ
+    # (measured on an H200 with any algorithm allowed: fp16 max 1 level, 7 % of values;
+    # bf16, 8 mantissa bits, max 4, 41 %); noise, not seams (docs/CUDA.md).
+    limits = {"fp32": (1, 0.005), "fp16": (2, 0.10), "bf16": (4, 0.50)}[precision]
+    assert d.max() <= limits[0]
+    assert (d > 0).mean() <= limits[1]
 
 
 def test_cuda_thumbnail_stats_match_ref(release, gpu, models, request, tmp_path):

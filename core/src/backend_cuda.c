@@ -51,10 +51,12 @@
  * (cudnnFindConvolutionForwardAlgorithm) instead of taking its heuristics;
  * STYLIZE_CUDA_WORKSPACE_MB caps cuDNN's workspace (default 1024). */
 #include <math.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "backend.h"
 #include "backend_cuda_impl.h"
@@ -117,6 +119,9 @@ typedef struct cuda_state {
     int last_norm_layer;
     size_t ws_limit;
     int find;
+    int any_algo;          /* STYLIZE_CUDA_ALGOS=any: 16-bit may use every algorithm (not only position-invariant) */
+    int threads;           /* host threads for the copies to and from pinned memory */
+    int cold;              /* this run created a plan or grew memory: left out of the profile */
     /* parameters on the device */
     CUdeviceptr params, ss, stats, mean_d;
     size_t params_floats, ss_floats;
@@ -130,8 +135,69 @@ typedef struct cuda_state {
     size_t h_in_cap, h_out_cap;
     cplan plans[MAX_PLANS];
     unsigned long uses;
+    /* STYLIZE_CUDA_PROFILE=1: where a run's time goes, printed at destroy */
+    int profile;
+    unsigned long prof_runs;
+    double prof_copy_in, prof_gpu, prof_copy_out, prof_total;
     char err[256];
 } cuda_state;
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+/* Copies between the caller's pageable buffers and the pinned staging
+ * buffers: one thread moves ~6 GB/s, so a 4K frame's 100 MB each way cost
+ * ~40 ms per frame until they were split across threads. */
+typedef struct copy_part {
+    void *dst;
+    const void *src;
+    size_t n;
+} copy_part;
+
+static void *copy_worker(void *arg)
+{
+    copy_part *c = arg;
+    memcpy(c->dst, c->src, c->n);
+    return NULL;
+}
+
+#define COPY_MAX_THREADS 16
+#define COPY_MIN_PART ((size_t)4 << 20)
+
+static void par_copy(void *dst, const void *src, size_t n, int threads)
+{
+    int parts = threads < COPY_MAX_THREADS ? threads : COPY_MAX_THREADS;
+    if ((size_t)parts > n / COPY_MIN_PART)
+        parts = (int)(n / COPY_MIN_PART);
+    if (parts <= 1) {
+        memcpy(dst, src, n);
+        return;
+    }
+    copy_part part[COPY_MAX_THREADS];
+    pthread_t tid[COPY_MAX_THREADS];
+    int started[COPY_MAX_THREADS] = {0};
+    size_t step = (n / (size_t)parts + 63) & ~(size_t)63;
+    for (int i = 0; i < parts; i++) {
+        size_t off = step * (size_t)i;
+        part[i].dst = (char *)dst + off;
+        part[i].src = (const char *)src + off;
+        part[i].n = off >= n ? 0 : (n - off < step ? n - off : step);
+        /* part 0 runs on this thread; a thread that cannot start is done here too */
+        if (i > 0)
+            started[i] = pthread_create(&tid[i], NULL, copy_worker, &part[i]) == 0;
+    }
+    copy_worker(&part[0]);
+    for (int i = 1; i < parts; i++) {
+        if (started[i])
+            pthread_join(tid[i], NULL);
+        else
+            copy_worker(&part[i]);
+    }
+}
 
 /* ------------------------------------------------------------ helpers */
 
@@ -385,7 +451,10 @@ static int choose_algo(cuda_state *st, const clayer *X, cstep *s)
                 continue;
             if (fp32 && perf[i].mathType != CUDNN_FMA_MATH && perf[i].mathType != CUDNN_DEFAULT_MATH)
                 continue; /* TF32 tensor ops: fp32 means fp32 */
-            if (fp32 && pass == 0 && !position_invariant(perf[i].algo))
+            /* position-invariant algorithms compute every output alike, so
+                 * that tiles and the whole frame round alike (Winograd and FFT
+                 * kernels round by position within their tiles) */
+            if ((fp32 || !st->any_algo) && pass == 0 && !position_invariant(perf[i].algo))
                 continue;
             pick = i;
         }
@@ -471,6 +540,7 @@ static cplan *get_plan(cuda_state *st, int h, int w)
             victim = p;
     }
     plan_free(st, victim);
+    st->cold = 1;
     cplan *p = victim;
     const sty_model *m = st->m;
     p->h = h;
@@ -539,6 +609,7 @@ static int ensure_memory(cuda_state *st, const cplan *p, const sty_run *r)
                  out_floats > st->h_out_cap;
     if (!need_sync)
         return 1;
+    st->cold = 1;
     if (!cu_ok(st, A->cuStreamSynchronize(st->stream), "cuStreamSynchronize"))
         return 0;
     for (int i = 0; i < 2; i++)
@@ -588,7 +659,9 @@ static int run_plan(cuda_state *st, cplan *p, const sty_run *r)
     const int self = r->norm == STY_NORM_SELF;
     const float one = 1.f, zero = 0.f;
     size_t in_bytes = sizeof(float) * 3 * (size_t)r->h * r->w;
-    memcpy(st->h_in, r->in, in_bytes);
+    double t0 = st->profile ? now_ms() : 0;
+    par_copy(st->h_in, r->in, in_bytes, st->threads);
+    double t1 = st->profile ? now_ms() : 0;
     if (!cu_ok(st, A->cuMemcpyHtoDAsync(st->d_in, st->h_in, in_bytes, st->stream), "upload"))
         return STYLIZE_ERR_BACKEND;
     {
@@ -665,10 +738,16 @@ static int run_plan(cuda_state *st, cplan *p, const sty_run *r)
         return STYLIZE_ERR_BACKEND;
     if (!cu_ok(st, A->cuStreamSynchronize(st->stream), "GPU execution"))
         return STYLIZE_ERR_BACKEND;
+    double t2 = st->profile ? now_ms() : 0;
     if (self && r->stats)
         memcpy(r->stats, st->h_stats, m->stats_size * sizeof(float));
     if (!r->stats_only && !done_stats)
-        memcpy(r->out, st->h_out, sizeof(float) * 3 * (size_t)r->out_h * r->out_w);
+        par_copy(r->out, st->h_out, sizeof(float) * 3 * (size_t)r->out_h * r->out_w, st->threads);
+    if (st->profile && !st->cold) {
+        st->prof_copy_in += t1 - t0;
+        st->prof_gpu += t2 - t1;
+        st->prof_copy_out += now_ms() - t2;
+    }
     return STYLIZE_OK;
 }
 
@@ -685,6 +764,8 @@ static int cuda_run(void *opaque, const sty_run *r)
         return STYLIZE_ERR_BACKEND;
     }
     int ret = STYLIZE_OK;
+    double t_run = st->profile ? now_ms() : 0;
+    st->cold = 0;
     if (fixed && (!st->have_fixed || memcmp(st->fixed_stats, r->stats, st->m->stats_size * sizeof(float)))) {
         /* the previous upload of h_ss must be done before h_ss changes */
         if (!cu_ok(st, A->cuStreamSynchronize(st->stream), "cuStreamSynchronize")) {
@@ -712,6 +793,10 @@ static int cuda_run(void *opaque, const sty_run *r)
     }
     ret = run_plan(st, p, r);
 out:
+    if (st->profile && !st->cold && ret == STYLIZE_OK) {
+        st->prof_runs++;
+        st->prof_total += now_ms() - t_run;
+    }
     if (ret != STYLIZE_OK) {
         st->have_fixed = 0;
         /* leave the stream idle for the next run */
@@ -729,6 +814,11 @@ static void cuda_destroy(void *opaque)
     cuda_state *st = opaque;
     if (!st)
         return;
+    if (st->profile && st->prof_runs)
+        fprintf(stderr, "stylize cuda profile: %lu warm runs, per run %.2f ms: host copy into pinned memory %.2f, "
+                "GPU (upload, network, download) %.2f, host copy out %.2f\n", st->prof_runs,
+                st->prof_total / st->prof_runs, st->prof_copy_in / st->prof_runs, st->prof_gpu / st->prof_runs,
+                st->prof_copy_out / st->prof_runs);
     if (st->a && st->ctx && ctx_enter(st)) {
         if (st->stream)
             A->cuStreamSynchronize(st->stream);
@@ -858,6 +948,11 @@ static int cuda_create(const sty_model *m, const sty_backend_config *cfg, void *
     }
     const char *e = getenv("STYLIZE_CUDA_FIND");
     st->find = e && atoi(e) > 0;
+    e = getenv("STYLIZE_CUDA_PROFILE");
+    st->profile = e && atoi(e) > 0;
+    e = getenv("STYLIZE_CUDA_ALGOS");
+    st->any_algo = e && !strcmp(e, "any");
+    st->threads = cfg->threads > 0 ? cfg->threads : 1;
     e = getenv("STYLIZE_CUDA_WORKSPACE_MB");
     st->ws_limit = (size_t)(e && atol(e) > 0 ? atol(e) : 1024) << 20;
     int ret = STYLIZE_ERR_BACKEND;
