@@ -288,8 +288,9 @@ static int check_header(stylize_stats_reader *r, const stylize_ctx *ctx, const u
         return STYLIZE_ERR_MODEL;
     }
     if (rl32(h + 8) != STATS_VERSION || rl32(h + 12) != STATS_HEADER) {
-        set_err(err, err_size, "stats file '%s' has version %" PRIu32 ", this library reads version %d",
-                path, rl32(h + 8), STATS_VERSION);
+        set_err(err, err_size, "stats file '%s' has version %" PRIu32 " with a %" PRIu32 "-byte header; "
+                "this library reads version %d with a %d-byte header", path, rl32(h + 8), rl32(h + 12),
+                STATS_VERSION, STATS_HEADER);
         return STYLIZE_ERR_MODEL;
     }
     if (ctx) {
@@ -333,9 +334,9 @@ static int check_header(stylize_stats_reader *r, const stylize_ctx *ctx, const u
     }
     if (frames > (uint64_t)(INT64_MAX - STATS_HEADER) / record_size(n) ||
         size != STATS_HEADER + (int64_t)frames * (int64_t)record_size(n)) {
-        set_err(err, err_size, "stats file '%s' is truncated or damaged: %" PRId64 " bytes where the header "
-                "announces %" PRIu64 " frames of %zu bytes after its %d", path, size, frames, record_size(n),
-                STATS_HEADER);
+        set_err(err, err_size, "stats file '%s' is truncated or damaged: its header announces %" PRIu64
+                " frames of %zu bytes, the file holds %" PRId64 " bytes of records", path, frames,
+                record_size(n), size - STATS_HEADER);
         return STYLIZE_ERR_MODEL;
     }
     r->frames = (int64_t)frames;
