@@ -71,6 +71,13 @@ $(BUILD)/asan/bin/stylize-image: core/cli/stylize_image.c $(ASAN_OBJ) | $(BUILD)
 	$(CC) $(CORE_CFLAGS) -O1 $(SAN_FLAGS) $(CLI_CFLAGS) $< -o $@ $(ASAN_OBJ) $(CLI_LIBS) $(CORE_LIBS)
 $(BUILD)/asan/tests/test_api: tests/test_api.c tests/check.h $(ASAN_OBJ) | $(BUILD)/asan/tests
 	$(CC) $(CORE_CFLAGS) -O1 $(SAN_FLAGS) $< -o $@ $(ASAN_OBJ) $(CORE_LIBS)
+# The statistics-file API (tests/test_stats_file.py runs both builds).
+tools: $(BUILD)/tests/test_stats_file
+sanitize: $(BUILD)/asan/tests/test_stats_file
+$(BUILD)/tests/test_stats_file: tests/test_stats_file.c tests/check.h $(LIBSTYLIZE_A) | $(BUILD)/tests
+	$(CC) $(CORE_CFLAGS) $< -o $@ $(LIBSTYLIZE_A) $(CORE_LIBS)
+$(BUILD)/asan/tests/test_stats_file: tests/test_stats_file.c tests/check.h $(ASAN_OBJ) | $(BUILD)/asan/tests
+	$(CC) $(CORE_CFLAGS) -O1 $(SAN_FLAGS) $< -o $@ $(ASAN_OBJ) $(CORE_LIBS)
 
 # Installed pkg-config file (rewritten every time: PREFIX may come from the command line).
 .PHONY: FORCE

@@ -21,7 +21,6 @@
 
 #include <errno.h>
 #include <inttypes.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,11 +29,10 @@
 
 #include "libavutil/avstring.h"
 #include "libavutil/frame.h"
-#include "libavutil/intreadwrite.h"
-#include "libavutil/mathematics.h"
 #include "libavutil/mem.h"
 #include "libavutil/opt.h"
 #include "libavutil/pixdesc.h"
+#include "libavutil/rational.h"
 
 #include "avfilter.h"
 #include "filters.h"
@@ -51,29 +49,6 @@
 #endif
 
 enum { STATS_OFF, STATS_WRITE, STATS_READ };
-
-/* Two-pass statistics: pass 1 (stats_mode=write) appends every frame's
- * thumbnail statistics to a file, pass 2 (stats_mode=read) stylizes each
- * frame with the record of its pts. Records are read on demand (a frame of
- * the classic model is 12.8 KB, a film several GB), so only a pts index is
- * held in memory. */
-typedef struct StylizeStatsEntry {
-    int64_t pts;    ///< in the file's time base
-    int64_t rec;    ///< record number in the file (file order)
-    int cut;        ///< a scene cut precedes this frame (in pts order)
-} StylizeStatsEntry;
-
-typedef struct StylizeStats {
-    FILE *fp;
-    size_t n;               ///< floats per frame (stylize_stats_size)
-    int c1;                 ///< channels of the first norm layer (scene cuts)
-    AVRational tb;          ///< time base of the keys
-    int64_t frames;         ///< records written (write) / in the file (read)
-    StylizeStatsEntry *idx; ///< read: sorted by pts
-    uint8_t *rec_buf;       ///< one record, as in the file
-    float *cur, *acc_f;     ///< one frame's statistics; the window average
-    double *acc;
-} StylizeStats;
 
 typedef struct StylizeContext {
     const AVClass *class;
@@ -97,7 +72,14 @@ typedef struct StylizeContext {
     int stats_window;
 
     stylize_ctx *sctx;      ///< NULL until the input is configured
-    StylizeStats st;        ///< two-pass statistics (stats_mode write/read)
+    /* Two-pass statistics (libstylize's stats file, see stylize.h): pass 1
+     * appends every frame's thumbnail statistics keyed by pts, pass 2 reads
+     * those of each frame's pts (window-averaged) instead. */
+    stylize_stats_writer *stats_w; ///< stats_mode=write
+    stylize_stats_reader *stats_r; ///< stats_mode=read
+    float *stats_buf;       ///< one frame's statistics
+    size_t stats_n;         ///< floats in stats_buf (stylize_stats_size)
+    int64_t stats_frames;   ///< frames written (pass 1)
     AVFrame *tmp_in;        ///< copy of an input with negative linesizes
     AVFrame *tmp_out;       ///< output for a downstream buffer with negative linesizes
 } StylizeContext;
@@ -276,333 +258,96 @@ static int load_model(AVFilterContext *ctx)
     return 0;
 }
 
-/* ---- two-pass statistics file ------------------------------------------
- *
- * Layout (little-endian), version 1:
- *   header, 64 bytes:
- *     0  "STYSTATS"        8  u32 version         12 u32 header size (64)
- *     16 u32 floats/frame  20 u32 norm layers     24 u64 model hash (FNV-1a of the file)
- *     32 i32 tb num        36 i32 tb den          40 u64 frames (0 until pass 1 finished)
- *     48 u32 thumb         52 u32 first layer C   56 8 bytes zero
- *   then one record per frame in decoding order: i64 pts, float stats[floats/frame].
- * The frame count is written last, so a pass 1 that was killed leaves a
- * file that pass 2 rejects instead of using half of it. */
-#define STATS_MAGIC "STYSTATS"
-#define STATS_VERSION 1
-#define STATS_HEADER 64
+/* ---- two-pass statistics: glue to libstylize's stats file ------------- */
 
-static size_t stats_record_size(const StylizeStats *st)
-{
-    return 8 + 4 * st->n;
-}
-
-/* The identity of a model's weights: a file copied to another host or
- * renamed keeps it; another model (even of the same shape) does not. */
-static int model_hash(const char *path, uint64_t *hash)
-{
-    uint8_t buf[65536];
-    uint64_t h = 0xcbf29ce484222325ULL;
-    size_t got;
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return AVERROR(errno);
-    while ((got = fread(buf, 1, sizeof(buf), f)) > 0)
-        for (size_t i = 0; i < got; i++)
-            h = (h ^ buf[i]) * 0x100000001b3ULL;
-    got = ferror(f);
-    fclose(f);
-    *hash = h;
-    return got ? AVERROR(EIO) : 0;
-}
-
-static void stats_free(StylizeStats *st)
-{
-    if (st->fp)
-        fclose(st->fp);
-    av_freep(&st->idx);
-    av_freep(&st->rec_buf);
-    av_freep(&st->cur);
-    av_freep(&st->acc_f);
-    av_freep(&st->acc);
-    memset(st, 0, sizeof(*st));
-}
-
-static int stats_alloc(StylizeStats *st)
-{
-    st->rec_buf = av_malloc(stats_record_size(st));
-    st->cur = av_malloc_array(st->n, sizeof(float));
-    st->acc_f = av_malloc_array(st->n, sizeof(float));
-    st->acc = av_malloc_array(st->n, sizeof(double));
-    return st->rec_buf && st->cur && st->acc_f && st->acc ? 0 : AVERROR(ENOMEM);
-}
-
-static void stats_header(AVFilterContext *ctx, uint8_t *h, uint64_t hash)
+static int stats_setup(AVFilterContext *ctx, AVRational tb)
 {
     StylizeContext *s = ctx->priv;
-    stylize_model_info info;
-    stylize_get_model_info(s->sctx, &info);
-    memset(h, 0, STATS_HEADER);
-    memcpy(h, STATS_MAGIC, 8);
-    AV_WL32(h + 8, STATS_VERSION);
-    AV_WL32(h + 12, STATS_HEADER);
-    AV_WL32(h + 16, (uint32_t)s->st.n);
-    AV_WL32(h + 20, (uint32_t)info.norm_layers);
-    AV_WL64(h + 24, hash);
-    AV_WL32(h + 32, (uint32_t)s->st.tb.num);
-    AV_WL32(h + 36, (uint32_t)s->st.tb.den);
-    AV_WL64(h + 40, (uint64_t)s->st.frames);
-    AV_WL32(h + 48, (uint32_t)s->thumb);
-    AV_WL32(h + 52, (uint32_t)info.width1);
-}
-
-static int stats_open_write(AVFilterContext *ctx, AVRational tb, uint64_t hash)
-{
-    StylizeContext *s = ctx->priv;
-    StylizeStats *st = &s->st;
-    uint8_t h[STATS_HEADER];
+    stylize_stats_info info;
+    char err[1024] = "";
     int ret;
 
-    st->tb = tb;
-    if ((ret = stats_alloc(st)) < 0)
-        return ret;
-    if (!(st->fp = fopen(s->stats_file, "wb"))) {
-        ret = AVERROR(errno);
-        av_log(ctx, AV_LOG_ERROR, "cannot create stats file '%s': %s\n", s->stats_file, av_err2str(ret));
-        return ret;
+    s->stats_n = stylize_stats_size(s->sctx);
+    av_freep(&s->stats_buf);
+    if (!(s->stats_buf = av_malloc_array(s->stats_n, sizeof(float))))
+        return AVERROR(ENOMEM);
+    if (s->stats_mode == STATS_WRITE) {
+        ret = stylize_stats_writer_open(s->sctx, s->stats_file, tb.num, tb.den, &s->stats_w, err, sizeof(err));
+    } else {
+        /* Scene cuts only matter to a window; without one, skip their scan of the file. */
+        ret = stylize_stats_reader_open(s->sctx, s->stats_file, s->stats_window > 0 ? s->scene_cut : 0.0f,
+                                        &s->stats_r, err, sizeof(err));
     }
-    stats_header(ctx, h, hash);
-    if (fwrite(h, 1, STATS_HEADER, st->fp) != STATS_HEADER) {
-        av_log(ctx, AV_LOG_ERROR, "cannot write stats file '%s'\n", s->stats_file);
-        return AVERROR(EIO);
+    if (ret < 0) {
+        av_log(ctx, AV_LOG_ERROR, "%s\n", err[0] ? err : stylize_strerror(ret));
+        return status_to_averror(ret);
+    }
+    if (s->stats_r) {
+        stylize_stats_reader_info(s->stats_r, &info);
+        av_log(ctx, AV_LOG_VERBOSE, "statistics of %"PRId64" frames from %s, time base %d/%d, window %d, "
+               "%"PRId64" scene cuts\n", info.frames, s->stats_file, info.tb_num, info.tb_den,
+               s->stats_window, info.scene_cuts);
     }
     return 0;
 }
 
-static int stats_write_frame(AVFilterContext *ctx, const AVFrame *in, const float *v)
-{
-    StylizeContext *s = ctx->priv;
-    StylizeStats *st = &s->st;
-
-    if (in->pts == AV_NOPTS_VALUE) {
-        av_log(ctx, AV_LOG_ERROR, "stats_mode=write: frame %"PRId64" has no timestamp; "
-               "statistics are keyed by pts\n", st->frames);
-        return AVERROR(EINVAL);
-    }
-    AV_WL64(st->rec_buf, (uint64_t)in->pts);
-    for (size_t i = 0; i < st->n; i++) {
-        uint32_t u;
-        memcpy(&u, &v[i], 4);
-        AV_WL32(st->rec_buf + 8 + 4 * i, u);
-    }
-    if (fwrite(st->rec_buf, 1, stats_record_size(st), st->fp) != stats_record_size(st)) {
-        av_log(ctx, AV_LOG_ERROR, "cannot write stats file '%s': %s\n", s->stats_file, strerror(errno));
-        return AVERROR(EIO);
-    }
-    st->frames++;
-    return 0;
-}
-
-/* Pass 1 finished: record the frame count, which marks the file complete. */
+/* Pass 1 finished: the writer records the frame count, which marks the file complete. */
 static void stats_close_write(AVFilterContext *ctx)
 {
     StylizeContext *s = ctx->priv;
-    StylizeStats *st = &s->st;
-    uint8_t n[8];
-    AV_WL64(n, (uint64_t)st->frames);
-    if (fseek(st->fp, 40, SEEK_SET) || fwrite(n, 1, 8, st->fp) != 8 || fclose(st->fp))
-        av_log(ctx, AV_LOG_ERROR, "cannot finish stats file '%s': %s\n", s->stats_file, strerror(errno));
+    char err[1024] = "";
+    int ret = stylize_stats_writer_close(s->stats_w, err, sizeof(err));
+    s->stats_w = NULL;
+    if (ret < 0)
+        av_log(ctx, AV_LOG_ERROR, "%s\n", err);
     else
-        av_log(ctx, AV_LOG_VERBOSE, "wrote statistics of %"PRId64" frames to %s\n", st->frames, s->stats_file);
-    st->fp = NULL;
+        av_log(ctx, AV_LOG_VERBOSE, "wrote statistics of %"PRId64" frames to %s\n", s->stats_frames, s->stats_file);
 }
 
-static int stats_read_record(StylizeStats *st, int64_t rec, size_t floats, float *dst)
-{
-    if (fseeko(st->fp, (off_t)(STATS_HEADER + rec * (int64_t)stats_record_size(st) + 8), SEEK_SET) ||
-        fread(st->rec_buf, 4, floats, st->fp) != floats)
-        return AVERROR(EIO);
-    for (size_t i = 0; i < floats; i++) {
-        uint32_t u = AV_RL32(st->rec_buf + 4 * i);
-        memcpy(&dst[i], &u, 4);
-    }
-    return 0;
-}
-
-static int cmp_entry(const void *a, const void *b)
-{
-    int64_t x = ((const StylizeStatsEntry *)a)->pts, y = ((const StylizeStatsEntry *)b)->pts;
-    return (x > y) - (x < y);
-}
-
-/* Open, validate and index a pass-1 file; mark the scene cuts that the
- * centred window must not cross (the filter's scene_cut rule, between
- * neighbours in pts order). */
-static int stats_open_read(AVFilterContext *ctx, uint64_t hash)
+static int stats_write_frame(AVFilterContext *ctx, const AVFrame *in)
 {
     StylizeContext *s = ctx->priv;
-    StylizeStats *st = &s->st;
-    stylize_model_info info;
-    uint8_t h[STATS_HEADER];
-    uint32_t n, layers, hsize;
-    int64_t size;
+    char err[1024] = "";
     int ret;
 
-    stylize_get_model_info(s->sctx, &info);
-    if (!(st->fp = fopen(s->stats_file, "rb"))) {
-        ret = AVERROR(errno);
-        av_log(ctx, AV_LOG_ERROR, "cannot open stats file '%s': %s (run pass 1, stats_mode=write, first)\n",
-               s->stats_file, av_err2str(ret));
-        return ret;
-    }
-    if (fread(h, 1, STATS_HEADER, st->fp) != STATS_HEADER || memcmp(h, STATS_MAGIC, 8)) {
-        av_log(ctx, AV_LOG_ERROR, "'%s' is not a stylize statistics file\n", s->stats_file);
-        return AVERROR_INVALIDDATA;
-    }
-    hsize = AV_RL32(h + 12);
-    if (AV_RL32(h + 8) != STATS_VERSION || hsize != STATS_HEADER) {
-        av_log(ctx, AV_LOG_ERROR, "stats file '%s' has version %u, this filter reads version %d\n",
-               s->stats_file, AV_RL32(h + 8), STATS_VERSION);
-        return AVERROR_INVALIDDATA;
-    }
-    n = AV_RL32(h + 16);
-    layers = AV_RL32(h + 20);
-    if (n != st->n || layers != (uint32_t)info.norm_layers || AV_RL32(h + 52) != (uint32_t)info.width1) {
-        av_log(ctx, AV_LOG_ERROR, "stats file '%s' was computed for a model with %u statistics in %u "
-               "layers; model '%s' has %zu in %d: use the model of pass 1\n",
-               s->stats_file, n, layers, s->model, st->n, info.norm_layers);
+    if (in->pts == AV_NOPTS_VALUE) {
+        av_log(ctx, AV_LOG_ERROR, "stats_mode=write: frame %"PRId64" has no timestamp; "
+               "statistics are keyed by pts\n", s->stats_frames);
         return AVERROR(EINVAL);
     }
-    if (AV_RL64(h + 24) != hash) {
-        av_log(ctx, AV_LOG_ERROR, "stats file '%s' was computed with other weights than model '%s' "
-               "(same shape, different file contents): use the model of pass 1\n", s->stats_file, s->model);
-        return AVERROR(EINVAL);
+    ret = stylize_stats_writer_append(s->stats_w, in->pts, s->stats_buf, s->stats_n, err, sizeof(err));
+    if (ret < 0) {
+        av_log(ctx, AV_LOG_ERROR, "%s\n", err);
+        return status_to_averror(ret);
     }
-    st->tb = (AVRational){ (int)AV_RL32(h + 32), (int)AV_RL32(h + 36) };
-    st->frames = (int64_t)AV_RL64(h + 40);
-    st->c1 = info.width1;
-    if (st->tb.num <= 0 || st->tb.den <= 0) {
-        av_log(ctx, AV_LOG_ERROR, "stats file '%s': invalid time base %d/%d\n", s->stats_file,
-               st->tb.num, st->tb.den);
-        return AVERROR_INVALIDDATA;
-    }
-    if (fseeko(st->fp, 0, SEEK_END) || (size = ftello(st->fp)) < 0)
-        return AVERROR(errno);
-    if (st->frames <= 0) {
-        av_log(ctx, AV_LOG_ERROR, "stats file '%s' is incomplete: the pass 1 that wrote it did not finish%s\n",
-               s->stats_file, size > STATS_HEADER ? "" : " (no frames)");
-        return AVERROR_INVALIDDATA;
-    }
-    if (st->frames > (INT64_MAX - STATS_HEADER) / (int64_t)stats_record_size(st) ||
-        size != STATS_HEADER + st->frames * (int64_t)stats_record_size(st)) {
-        av_log(ctx, AV_LOG_ERROR, "stats file '%s' is truncated or damaged: %"PRId64" bytes, "
-               "expected %"PRId64" for %"PRId64" frames\n", s->stats_file, size,
-               (int64_t)STATS_HEADER + st->frames * (int64_t)stats_record_size(st), st->frames);
-        return AVERROR_INVALIDDATA;
-    }
-    if ((ret = stats_alloc(st)) < 0 ||
-        !(st->idx = av_malloc_array((size_t)st->frames, sizeof(*st->idx))))
-        return AVERROR(ENOMEM);
-    for (int64_t i = 0; i < st->frames; i++) {
-        uint8_t p[8];
-        if (fseeko(st->fp, (off_t)(STATS_HEADER + i * (int64_t)stats_record_size(st)), SEEK_SET) ||
-            fread(p, 1, 8, st->fp) != 8)
-            return AVERROR(EIO);
-        st->idx[i] = (StylizeStatsEntry){ .pts = (int64_t)AV_RL64(p), .rec = i };
-    }
-    qsort(st->idx, (size_t)st->frames, sizeof(*st->idx), cmp_entry);
-    for (int64_t i = 1; i < st->frames; i++)
-        if (st->idx[i].pts == st->idx[i - 1].pts) {
-            av_log(ctx, AV_LOG_ERROR, "stats file '%s' has two frames with pts %"PRId64"\n",
-                   s->stats_file, st->idx[i].pts);
-            return AVERROR_INVALIDDATA;
-        }
-    if (s->stats_window > 0 && s->scene_cut > 0) {
-        /* Only the first layer's means and variances are needed here. */
-        float *prev = st->acc_f, *cur = st->cur, *t;
-        size_t c = (size_t)st->c1, cuts = 0;
-        for (int64_t i = 0; i < st->frames; i++) {
-            if ((ret = stats_read_record(st, st->idx[i].rec, 2 * c, cur)) < 0)
-                return ret;
-            if (i > 0) {
-                double d = 0;
-                for (size_t k = 0; k < c; k++)
-                    d += fabs((double)cur[k] - prev[k]) / sqrt((double)prev[c + k] + 1e-5);
-                st->idx[i].cut = d / c > s->scene_cut;
-                cuts += st->idx[i].cut;
-            }
-            t = prev, prev = cur, cur = t;
-        }
-        av_log(ctx, AV_LOG_VERBOSE, "%zu scene cuts\n", cuts);
-    }
-    av_log(ctx, AV_LOG_VERBOSE, "statistics of %"PRId64" frames from %s, time base %d/%d, window %d\n",
-           st->frames, s->stats_file, st->tb.num, st->tb.den, s->stats_window);
+    s->stats_frames++;
     return 0;
 }
 
-/* The statistics of the frame at pts (inlink time base): its own record, or
- * the average over the centred window of stats_window frames each side,
- * stopped at scene cuts. */
+/* Pass 2: impose the (window-averaged) statistics of the frame at pts. */
 static int stats_lookup(AVFilterContext *ctx, int64_t pts, AVRational tb)
 {
     StylizeContext *s = ctx->priv;
-    StylizeStats *st = &s->st;
-    StylizeStatsEntry key, *e;
-    int64_t i, lo, hi;
+    char err[1024] = "";
     int ret;
 
     if (pts == AV_NOPTS_VALUE) {
         av_log(ctx, AV_LOG_ERROR, "stats_mode=read: a frame has no timestamp; statistics are keyed by pts\n");
         return AVERROR(EINVAL);
     }
-    key.pts = av_rescale_q(pts, tb, st->tb);
-    e = bsearch(&key, st->idx, (size_t)st->frames, sizeof(*st->idx), cmp_entry);
-    if (!e) {
-        av_log(ctx, AV_LOG_ERROR, "stats file '%s' has no statistics for the frame at %.6f s "
-               "(pts %"PRId64" in %d/%d; the file covers %.6f..%.6f s, %"PRId64" frames): "
-               "pass 1 must see the same input with the same timestamps\n", s->stats_file,
-               pts * av_q2d(tb), key.pts, st->tb.num, st->tb.den, st->idx[0].pts * av_q2d(st->tb),
-               st->idx[st->frames - 1].pts * av_q2d(st->tb), st->frames);
-        return AVERROR_INVALIDDATA;
+    ret = stylize_stats_reader_lookup(s->stats_r, pts, tb.num, tb.den, s->stats_window,
+                                      s->stats_buf, s->stats_n, err, sizeof(err));
+    if (ret < 0) {
+        av_log(ctx, AV_LOG_ERROR, "%s\n", err);
+        return ret == STYLIZE_ERR_INVALID_ARG ? AVERROR_INVALIDDATA : status_to_averror(ret);
     }
-    i = e - st->idx;
-    for (lo = i; lo > 0 && lo > i - s->stats_window && !st->idx[lo].cut; lo--)
-        ;
-    for (hi = i; hi + 1 < st->frames && hi < i + s->stats_window && !st->idx[hi + 1].cut; hi++)
-        ;
-    memset(st->acc, 0, st->n * sizeof(double));
-    for (int64_t j = lo; j <= hi; j++) {
-        if ((ret = stats_read_record(st, st->idx[j].rec, st->n, st->cur)) < 0) {
-            av_log(ctx, AV_LOG_ERROR, "cannot read stats file '%s'\n", s->stats_file);
-            return ret;
-        }
-        for (size_t k = 0; k < st->n; k++)
-            st->acc[k] += st->cur[k];
-    }
-    for (size_t k = 0; k < st->n; k++)
-        st->acc_f[k] = (float)(st->acc[k] / (double)(hi - lo + 1));
-    ret = stylize_set_stats(s->sctx, st->acc_f, st->n);
+    ret = stylize_set_stats(s->sctx, s->stats_buf, s->stats_n);
     if (ret < 0) {
         av_log(ctx, AV_LOG_ERROR, "stats file '%s', frame at %.6f s: %s\n", s->stats_file,
                pts * av_q2d(tb), stylize_errmsg(s->sctx));
         return status_to_averror(ret);
     }
     return 0;
-}
-
-static int stats_setup(AVFilterContext *ctx, AVRational tb)
-{
-    StylizeContext *s = ctx->priv;
-    stylize_model_info info;
-    uint64_t hash;
-    int ret;
-
-    stylize_get_model_info(s->sctx, &info);
-    s->st.n = stylize_stats_size(s->sctx);
-    if ((ret = model_hash(info.path, &hash)) < 0) {
-        av_log(ctx, AV_LOG_ERROR, "cannot read model '%s': %s\n", info.path, av_err2str(ret));
-        return ret;
-    }
-    return s->stats_mode == STATS_WRITE ? stats_open_write(ctx, tb, hash) : stats_open_read(ctx, hash);
 }
 
 static av_cold int init(AVFilterContext *ctx)
@@ -640,9 +385,11 @@ static av_cold int init(AVFilterContext *ctx)
 static av_cold void uninit(AVFilterContext *ctx)
 {
     StylizeContext *s = ctx->priv;
-    if (s->stats_mode == STATS_WRITE && s->st.fp)
+    if (s->stats_w)
         stats_close_write(ctx);
-    stats_free(&s->st);
+    stylize_stats_reader_close(s->stats_r);
+    s->stats_r = NULL;
+    av_freep(&s->stats_buf);
     stylize_destroy(s->sctx);
     s->sctx = NULL;
     av_frame_free(&s->tmp_in);
@@ -660,7 +407,8 @@ static int config_input(AVFilterLink *inlink)
     if (!s->sctx && (ret = load_model(ctx)) < 0)
         return ret;
     /* Once per instance too: a reconfiguration must not restart the file. */
-    if (s->stats_mode != STATS_OFF && !s->st.fp && (ret = stats_setup(ctx, inlink->time_base)) < 0)
+    if (s->stats_mode != STATS_OFF && !s->stats_w && !s->stats_r &&
+        (ret = stats_setup(ctx, inlink->time_base)) < 0)
         return ret;
     av_log(ctx, AV_LOG_VERBOSE, "%dx%d %s\n", inlink->w, inlink->h,
            av_get_pix_fmt_name(inlink->format));
@@ -686,14 +434,14 @@ static int filter_frame(AVFilterLink *inlink, AVFrame *in)
         }
         if ((ret = map_frame(ctx, src, &vin)) < 0)
             goto fail_in;
-        ret = stylize_compute_stats(s->sctx, &vin, s->st.cur, s->st.n);
+        ret = stylize_compute_stats(s->sctx, &vin, s->stats_buf, s->stats_n);
         if (ret < 0) {
             av_log(ctx, AV_LOG_ERROR, "statistics of a %dx%d frame failed: %s\n",
                    in->width, in->height, stylize_errmsg(s->sctx));
             ret = status_to_averror(ret);
             goto fail_in;
         }
-        if ((ret = stats_write_frame(ctx, in, s->st.cur)) < 0)
+        if ((ret = stats_write_frame(ctx, in)) < 0)
             goto fail_in;
         return ff_filter_frame(outlink, in);
     }

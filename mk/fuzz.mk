@@ -1,9 +1,11 @@
-# Fuzzing the model loader with libFuzzer (clang; Debian: clang
-# libclang-rt-14-dev). Included by the top-level Makefile after core/core.mk.
+# Fuzzing with libFuzzer (clang; Debian: clang libclang-rt-14-dev): the
+# model loader (fuzz_model) and the two-pass statistics file reader
+# (fuzz_stats). Included by the top-level Makefile after core/core.mk.
 #
-#   make fuzz FUZZ_SECONDS=1800   fuzz for N seconds (default 600) on one core
-#   make fuzz-smoke               60 s, part of `make check`
-#   make fuzz-build               just build $(BUILD)/fuzz/fuzz_model
+#   make fuzz FUZZ_SECONDS=1800        the model loader for N seconds (default 600) on one core
+#   make fuzz-stats FUZZ_SECONDS=1800  the statistics file reader, likewise
+#   make fuzz-smoke                    60 s of each, part of `make check`
+#   make fuzz-build                    just build $(BUILD)/fuzz/fuzz_model and fuzz_stats
 #
 # libstylize is rebuilt with clang under ASan+UBSan and libFuzzer's coverage
 # in $(BUILD)/fuzz/obj. The seed corpus (valid small models of several
@@ -13,6 +15,12 @@
 # leak, hang (-timeout) or blow-up (-rss_limit_mb) stops the run and leaves
 # the input as $(BUILD)/fuzz/crash-*, leak-*, timeout-* or oom-*: copy it to
 # tests/fuzz/regressions/, where tests/test_fuzz.py replays it.
+#
+# fuzz_stats likewise: seeds from tests/fuzz/make_stats_corpus.py (valid
+# statistics files and a killed pass 1, truncations, bad counts and time
+# bases...) in $(BUILD)/fuzz/stats-seeds, corpus in $(BUILD)/fuzz/stats-corpus,
+# findings as $(BUILD)/fuzz/stats-crash-* etc., to be kept in tests/fuzz/stats-regressions/
+# (created with the first finding; tests/test_fuzz.py replays what is there).
 
 FUZZ_CC ?= clang
 FUZZ_SECONDS ?= 600
@@ -28,10 +36,15 @@ FUZZ_OBJ := $(patsubst core/src/%.c,$(FUZZ_DIR)/obj/%.o,$(CORE_SRC))
 FUZZ_ARGS ?= -max_len=65536 -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
 	-dict=tests/fuzz/model.dict -artifact_prefix=$(FUZZ_DIR)/
 
-.PHONY: fuzz fuzz-smoke fuzz-build fuzz-seeds
-fuzz-build: $(FUZZ_BIN)
+FUZZ_STATS_BIN := $(FUZZ_DIR)/fuzz_stats
+# Statistics files of up to 64 KiB: a few hundred small records.
+FUZZ_STATS_ARGS ?= -max_len=65536 -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+	-dict=tests/fuzz/stats.dict -artifact_prefix=$(FUZZ_DIR)/stats-
 
-$(FUZZ_DIR)/obj $(FUZZ_DIR)/corpus:
+.PHONY: fuzz fuzz-smoke fuzz-build fuzz-seeds fuzz-stats
+fuzz-build: $(FUZZ_BIN) $(FUZZ_STATS_BIN)
+
+$(FUZZ_DIR)/obj $(FUZZ_DIR)/corpus $(FUZZ_DIR)/stats-corpus:
 	mkdir -p $@
 
 $(FUZZ_DIR)/obj/%.o: core/src/%.c $(CORE_HDR) config.mk | $(FUZZ_DIR)/obj
@@ -41,6 +54,14 @@ $(FUZZ_DIR)/obj/%.o: core/src/%.c $(CORE_HDR) config.mk | $(FUZZ_DIR)/obj
 $(FUZZ_BIN): tests/fuzz/fuzz_model.c $(FUZZ_OBJ)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer $< $(FUZZ_OBJ) -o $@ $(CORE_LIBS) || { \
 		echo "linking the fuzzer failed: is libclang-rt-14-dev (libFuzzer) installed?" >&2; exit 1; }
+
+$(FUZZ_STATS_BIN): tests/fuzz/fuzz_stats.c $(FUZZ_OBJ)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer $< $(FUZZ_OBJ) -o $@ $(CORE_LIBS) || { \
+		echo "linking the fuzzer failed: is libclang-rt-14-dev (libFuzzer) installed?" >&2; exit 1; }
+
+$(FUZZ_DIR)/stats-seeds.stamp: tests/fuzz/make_stats_corpus.py
+	rm -rf $(FUZZ_DIR)/stats-seeds && $(PYTHON) tests/fuzz/make_stats_corpus.py $(FUZZ_DIR)/stats-seeds
+	touch $@
 
 $(FUZZ_DIR)/seeds.stamp: tests/fuzz/make_corpus.py tools/stylize_safetensors.py
 	rm -rf $(FUZZ_DIR)/seeds && $(PYTHON) tests/fuzz/make_corpus.py $(FUZZ_DIR)/seeds
@@ -52,8 +73,13 @@ fuzz: $(FUZZ_BIN) $(FUZZ_DIR)/seeds.stamp | $(FUZZ_DIR)/corpus
 	nice -n 5 $(FUZZ_BIN) $(FUZZ_ARGS) -max_total_time=$(FUZZ_SECONDS) \
 		$(FUZZ_DIR)/corpus $(FUZZ_DIR)/seeds tests/fuzz/regressions
 
+fuzz-stats: $(FUZZ_STATS_BIN) $(FUZZ_DIR)/stats-seeds.stamp | $(FUZZ_DIR)/stats-corpus
+	nice -n 5 $(FUZZ_STATS_BIN) $(FUZZ_STATS_ARGS) -max_total_time=$(FUZZ_SECONDS) \
+		$(FUZZ_DIR)/stats-corpus $(FUZZ_DIR)/stats-seeds $(wildcard tests/fuzz/stats-regressions)
+
 fuzz-smoke:
 	$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=60
+	$(MAKE) --no-print-directory fuzz-stats FUZZ_SECONDS=60
 
 check: fuzz-smoke
 

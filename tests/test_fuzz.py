@@ -4,7 +4,12 @@ tests/fuzz/regressions/ and replayed here through stylize-image (release and
 ASan/UBSan builds, both backends, a 4x4 frame) and through the fuzz target
 itself when it is built (`make fuzz-build`; `make check` builds it for its
 60-second smoke run). Each file must be refused with a message or stylize the
-frame; no sanitizer report, no crash."""
+frame; no sanitizer report, no crash.
+
+The statistics file reader's target (tests/fuzz/fuzz_stats.c, `make
+fuzz-stats`) likewise: its findings in tests/fuzz/stats-regressions/ are
+replayed, and its seed generator's valid files must be accepted and its
+damaged ones refused."""
 import os
 import subprocess
 from pathlib import Path
@@ -16,6 +21,8 @@ from conftest import BUILD, REPO, SAN_ENV
 
 REGRESSIONS = sorted((REPO / "tests" / "fuzz" / "regressions").glob("*"))
 FUZZ_BIN = BUILD / "fuzz" / "fuzz_model"
+STATS_REGRESSIONS = sorted((REPO / "tests" / "fuzz" / "stats-regressions").glob("*"))
+FUZZ_STATS_BIN = BUILD / "fuzz" / "fuzz_stats"
 
 
 @pytest.fixture(scope="module")
@@ -67,3 +74,36 @@ def test_seed_corpus(tmp_path, release):
         assert f.stat().st_size <= 65536, f
         if f.name.startswith("valid-"):
             release.run("stylize-image", "-m", f, "--info", check=True, timeout=30)
+
+
+def test_stats_fuzz_target_replays_regressions():
+    if not FUZZ_STATS_BIN.exists():
+        pytest.skip(f"{FUZZ_STATS_BIN} not built (make fuzz-build; needs clang)")
+    if not STATS_REGRESSIONS:
+        pytest.skip("tests/fuzz/stats-regressions holds no findings yet")
+    env = dict(os.environ, **SAN_ENV)
+    proc = subprocess.run([str(FUZZ_STATS_BIN), *map(str, STATS_REGRESSIONS)],
+                          capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stderr.count("Executed ") == len(STATS_REGRESSIONS), proc.stderr[-3000:]
+
+
+def test_stats_seed_corpus(tmp_path):
+    """The statistics seeds fit -max_len; the fuzz target accepts valid-* and refuses bad-* with a message."""
+    subprocess.run(["/usr/bin/python3", str(REPO / "tests" / "fuzz" / "make_stats_corpus.py"), str(tmp_path)],
+                   check=True, capture_output=True, timeout=120)
+    files = sorted(tmp_path.glob("*.stats"))
+    assert len(files) >= 30 and all(f.stat().st_size <= 65536 for f in files)
+    if not FUZZ_STATS_BIN.exists():
+        pytest.skip(f"{FUZZ_STATS_BIN} not built (make fuzz-build; needs clang)")
+    env = dict(os.environ, STYLIZE_FUZZ_REPORT="1", **SAN_ENV)
+    for f in files:
+        proc = subprocess.run([str(FUZZ_STATS_BIN), str(f)], capture_output=True, text=True, timeout=60, env=env)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        verdict = [line for line in proc.stderr.splitlines() if line.startswith(("accepted", "refused: "))]
+        assert len(verdict) == 1, proc.stderr[-3000:]
+        if f.name.startswith("valid-"):
+            assert verdict[0] == "accepted", (f.name, verdict)
+        else:
+            assert f.name.startswith("bad-") and verdict[0].startswith("refused: ") and len(verdict[0]) > 20, \
+                (f.name, verdict)

@@ -12,6 +12,7 @@ PACKAGES="
   python3-opencv python3-matplotlib
   clang libclang-rt-14-dev
   parallel openssh-server openssh-client valgrind
+  slurm-wlm munge
 "
 
 missing=

@@ -225,6 +225,96 @@ int stylize_compute_stats(stylize_ctx *ctx, const stylize_frame *in, float *dst,
 /* Forget the smoothing history: the next frame uses its own statistics. */
 void stylize_reset_smoothing(stylize_ctx *ctx);
 
+/* ---- Two-pass statistics files ---------------------------------------
+ *
+ * Pass 1 computes every frame's thumbnail statistics (stylize_compute_stats)
+ * and appends them, keyed by the frame's timestamp, to a file; pass 2 looks
+ * up each frame's record, optionally averaged over a centred window of
+ * neighbours that stops at scene cuts, and imposes it (stylize_set_stats).
+ * The FFmpeg filter's stats_mode=write/read, the batch tool and the player
+ * share this file format (docs/BATCH.md).
+ *
+ * File layout (little-endian), version 1. A 64-byte header:
+ *   0  "STYSTATS"          8  u32 version (1)      12 u32 header size (64)
+ *   16 u32 floats/frame    20 u32 norm layers      24 u64 model hash (FNV-1a of the model file)
+ *   32 i32 time base num   36 i32 time base den    40 u64 frames (0 until the writer is closed)
+ *   48 u32 thumb           52 u32 first layer C    56 8 bytes zero
+ * then one record per frame in the order written: i64 pts, float stats[floats/frame].
+ * The frame count is written last, so the file of a pass 1 that was killed is
+ * refused instead of half used.
+ *
+ * Failing calls return a negative stylize_status and, when err is non-NULL,
+ * write a one-line message naming the file to err (truncated to err_size).
+ * A writer or reader is used by one thread at a time. */
+
+typedef struct stylize_stats_writer stylize_stats_writer;
+typedef struct stylize_stats_reader stylize_stats_reader;
+
+/* Create (truncate) the file at path for the statistics of ctx's current
+ * model. Timestamps passed to append are in units of tb_num/tb_den seconds
+ * (both > 0). On success *out is a new writer; on failure *out is NULL.
+ * Status: INVALID_ARG (bad argument), IO (cannot create or write the file,
+ * cannot read the model file for its hash), NOMEM. */
+int stylize_stats_writer_open(const stylize_ctx *ctx, const char *path, int tb_num, int tb_den,
+                              stylize_stats_writer **out, char *err, size_t err_size);
+
+/* Append one frame's statistics: src[0..n) as from stylize_compute_stats,
+ * n == stylize_stats_size() of the model the writer was opened for.
+ * Frames may come in any order; two with the same pts make the file
+ * unreadable. Status: INVALID_ARG (n mismatch, NULL), IO. */
+int stylize_stats_writer_append(stylize_stats_writer *w, int64_t pts, const float *src, size_t n,
+                                char *err, size_t err_size);
+
+/* Mark the file complete (write the frame count) and close it. The writer is
+ * freed whatever happens; NULL is a no-op returning STYLIZE_OK. Status: IO
+ * when the file could not be finished (it then stays incomplete). */
+int stylize_stats_writer_close(stylize_stats_writer *w, char *err, size_t err_size);
+
+/* Open, validate and index a complete statistics file. Only a pts index is
+ * held in memory (16 bytes a frame); records are read as lookups need them.
+ * ctx: the model the statistics are for: the file must have been written for
+ * the same weights (floats per frame, layers, first-layer channels, hash of
+ * the model file); NULL skips this check (tools that only inspect a file).
+ * scene_cut > 0 scans the first layer's records once to mark scene cuts for
+ * windowed lookups: a cut precedes a frame whose first-layer means moved by
+ * more than scene_cut standard deviations (mean over channels) from its
+ * predecessor in pts order; 0 marks none (and skips the scan).
+ * Status: IO (cannot open or read), MODEL (not a statistics file, another
+ * version, truncated, incomplete, damaged header, duplicate pts),
+ * INVALID_ARG (written for another model, bad argument), NOMEM. */
+int stylize_stats_reader_open(const stylize_ctx *ctx, const char *path, float scene_cut,
+                              stylize_stats_reader **out, char *err, size_t err_size);
+
+/* Facts about an open file. */
+typedef struct stylize_stats_info {
+    int64_t frames;          /* records in the file, >= 1 */
+    size_t floats;           /* floats per record (= stylize_stats_size of its model) */
+    int norm_layers;         /* instance-norm layers of its model */
+    int tb_num, tb_den;      /* time base of the stored pts */
+    int64_t first_pts, last_pts; /* smallest and largest stored pts */
+    int thumb;               /* thumbnail size pass 1 ran with */
+    int64_t scene_cuts;      /* cuts marked at open (0 when scene_cut was 0) */
+} stylize_stats_info;
+
+void stylize_stats_reader_info(const stylize_stats_reader *r, stylize_stats_info *info);
+
+/* The i-th stored pts in ascending order, 0 <= i < frames (time base of
+ * the file). Returns STYLIZE_ERR_INVALID_ARG for i out of range. */
+int stylize_stats_reader_pts(const stylize_stats_reader *r, int64_t i, int64_t *pts);
+
+/* The statistics of the frame at pts (in units of tb_num/tb_den seconds,
+ * rescaled to the file's time base, rounding to nearest): its own record
+ * when window is 0, else the average of the records from up to `window`
+ * frames before it to up to `window` after it in pts order, stopping short of
+ * scene cuts. Written to dst[0..n), n == info.floats; pass them to
+ * stylize_set_stats. Status: INVALID_ARG (no record has this pts — pass 1
+ * must see the same timestamps —, window < 0, n mismatch), IO. */
+int stylize_stats_reader_lookup(stylize_stats_reader *r, int64_t pts, int tb_num, int tb_den, int window,
+                                float *dst, size_t n, char *err, size_t err_size);
+
+/* Close the file and free the reader. NULL is a no-op. */
+void stylize_stats_reader_close(stylize_stats_reader *r);
+
 #ifdef __cplusplus
 }
 #endif
