@@ -175,6 +175,8 @@ def build_parser():
     g.add_argument("--checkpoint-every", type=int, default=500, help=d)
     g.add_argument("--log-every", type=int, default=25, help=d)
     g.add_argument("--resume", action="store_true", help="continue from CHECKPOINT_DIR/latest.pt")
+    g.add_argument("--init", metavar="MODEL", help="start from the weights of a compact model file with "
+                   "the same layout (e.g. a twin distilled from another teacher of the same style)")
     return p
 
 
@@ -264,6 +266,13 @@ def distill(args):
     student = compact.CompactNet(spec, shapes)
     with torch.no_grad():  # start at mid-grey, the middle of the teacher's range
         student._convs[-1].bias.fill_(127.5)
+    if args.init and not args.resume:
+        tensors, meta = stylize_safetensors.read(args.init)
+        if json.loads(meta.get("network", "null")) != spec:
+            raise DistillError("--init %s: its layout differs from the student's" % args.init)
+        student.load_state_dict({k: torch.as_tensor(np.asarray(v, dtype=np.float32))
+                                 for k, v in tensors.items()})
+        log("student initialised from %s" % args.init)
     student = student.to(device)
     opt = torch.optim.Adam(student.parameters(), lr=args.lr)
     start, elapsed0 = 0, 0.0

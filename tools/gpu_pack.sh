@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 SHARED=${STYLIZE_SHARED:-../shared}
 mkdir -p .gpu/shared/content/photos .gpu/shared/styles .gpu/shared/vgg19 .gpu/shared/models \
     .gpu/shared/media/kodak .gpu/lib .gpu/bin
+cp "$SHARED"/README.md .gpu/shared/  # the tests' `shared` fixture looks for it
 cp "$SHARED"/styles/*.jpg .gpu/shared/styles/
 cp "$SHARED"/vgg19/* .gpu/shared/vgg19/
 cp "$SHARED"/media/kodak/kodim01.png "$SHARED"/media/kodak/kodim05.png .gpu/shared/media/kodak/
