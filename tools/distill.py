@@ -252,7 +252,11 @@ def distill(args):
     ckdir = Path(args.checkpoint_dir or REPO / "build" / "distill" / name)
     ckdir.mkdir(parents=True, exist_ok=True)
 
-    teacher = tr.load_model(args.teacher)
+    try:
+        teacher = tr.load_model(args.teacher)
+    except Exception as e:  # the reference loader's own messages (shapes, names)
+        raise DistillError("%s: cannot load the teacher (%s); it must be a classic TransformerNet"
+                           % (args.teacher, str(e) or type(e).__name__)) from None
     if not isinstance(teacher, tr.TransformerNet):
         raise DistillError("%s: the teacher must be a classic TransformerNet" % args.teacher)
     teacher_meta = dict(getattr(teacher, "metadata", {}) or {})
@@ -277,10 +281,14 @@ def distill(args):
     opt = torch.optim.Adam(student.parameters(), lr=args.lr)
     start, elapsed0 = 0, 0.0
     if args.resume:
-        ck = torch.load(str(ckdir / "latest.pt"), map_location="cpu", weights_only=True)
+        path = ckdir / "latest.pt"
+        if not path.is_file():
+            raise DistillError("--resume: %s does not exist" % path)
+        ck = torch.load(str(path), map_location="cpu", weights_only=True)
+        meta = json.loads(ck["meta"])
         student.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        start, elapsed0 = int(ck["iteration"]), float(ck["elapsed"])
+        opt.load_state_dict({"state": ck["optimizer_state"], "param_groups": meta["param_groups"]})
+        start, elapsed0 = int(meta["iteration"]), float(meta["elapsed"])
         gen.set_state(ck["gen"])
         log("resuming at iteration %d (%.0f s spent)" % (start, elapsed0))
 
@@ -301,9 +309,14 @@ def distill(args):
         writer.writeheader()
 
     def checkpoint(it, elapsed):
+        # tensors as tensors, the rest as one JSON string: torch.load(weights_only=True)
+        # of torch 1.13 refuses Python floats (as tools/train.py's checkpoints)
+        osd = opt.state_dict()
         tmp = ckdir / "latest.pt.tmp"
-        torch.save({"model": student.state_dict(), "optimizer": opt.state_dict(), "iteration": it,
-                    "elapsed": elapsed, "gen": gen.get_state()}, str(tmp))
+        torch.save({"model": student.state_dict(), "optimizer_state": osd["state"],
+                    "gen": gen.get_state(),
+                    "meta": json.dumps({"iteration": it, "elapsed": float(elapsed),
+                                        "param_groups": osd["param_groups"]})}, str(tmp))
         os.replace(tmp, ckdir / "latest.pt")
         export(student, args, it, len(paths), teacher_meta)
 

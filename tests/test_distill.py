@@ -1,0 +1,158 @@
+"""tools/distill.py and the shared training package tools/stylize_nets:
+the compact network's facts (receptive field, stride, layout checks), the
+distillation losses, and a tiny end-to-end distillation (export, metadata,
+resume) on CPU."""
+import hashlib
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import SHARED
+
+import distill
+import stylize_safetensors
+import torch_reference as tr
+from stylize_nets import compact
+from stylize_nets.losses import stability_loss, vgg_features
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    torch.set_num_threads(1)
+
+
+LAYOUTS = {
+    "live": compact.live_spec(),
+    "full-blocks": compact.live_spec(stem=8, body=16, blocks=2, block="full", up="full", up_widths=(8,)),
+    "s2d4": compact.live_spec(s2d=4, stem=8, body=16, blocks=1, up_widths=(8,), shuffle=4),
+    "s2d1": compact.live_spec(s2d=1, stem=8, body=16, blocks=1, up_widths=(8,), shuffle=1, stem_kernel=5),
+}
+
+
+@pytest.mark.parametrize("name", sorted(LAYOUTS))
+def test_receptive_radius_is_the_measured_dependence(name):
+    """Perturb one input pixel: exactly the outputs within the computed
+    radius may change (checked along a row, at every phase of the stride)."""
+    net = compact.random_compact(LAYOUTS[name], seed=3).double()
+    r, t = net.receptive_radius(), net.total_stride()
+    w = 2 * r + 8 * t + 2
+    x = torch.rand(1, 3, 8, w, dtype=torch.float64, generator=torch.Generator().manual_seed(1)) * 255
+    with torch.no_grad():
+        rec = []
+        base = net(x, record=rec)  # then fixed statistics, as in tin tiles: no global coupling
+        stats = [(m, v) for m, v in rec]
+        reach = 0
+        for c in range(w // 2 - t, w // 2 + t):
+            y = x.clone()
+            y[0, :, 4, c] += 50
+            d = (net(y, stats=stats) - base).abs().amax(dim=(0, 1, 2))
+            cols = torch.nonzero(d > 1e-9).flatten()
+            reach = max(reach, int((cols - c).abs().max()))
+    assert reach <= r
+    assert reach >= r - t  # the bound is tight up to the phase
+
+
+def test_total_stride_and_cost_of_the_live_layout():
+    net = compact.CompactNet(*LAYOUTS["live"])
+    assert net.total_stride() == 4
+    assert net.macs_per_pixel() == pytest.approx(6456)
+    y = net(torch.zeros(1, 3, 7, 5))
+    assert tuple(y.shape) == (1, 3, 8, 8)
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda s: s["layers"][2].update(groups=3), "groups"),
+    (lambda s: s["layers"][2].pop("save_skip"), "skip"),
+    (lambda s: s.update(pixel_shuffle=4), "channels"),
+    (lambda s: s["layers"][1].update(stride=1), "stride"),
+    (lambda s: s["layers"][-1].update(relu=True), "last layer"),
+    (lambda s: s.update(version=2), "version"),
+    (lambda s: s.update(extra=1), "unknown"),
+])
+def test_layout_errors_are_named(mutate, message):
+    spec, shapes = compact.live_spec()
+    spec = json.loads(json.dumps(spec))
+    mutate(spec)
+    with pytest.raises(compact.SpecError, match=message):
+        compact.check_spec(spec, shapes)
+
+
+def test_stability_loss_is_zero_for_a_shift_equivariant_map():
+    x = torch.rand(2, 3, 40, 40, generator=torch.Generator().manual_seed(2)) * 255
+    a, b = x[:, :, :32, :32], x[:, :, 3:35, 5:37]
+    assert stability_loss(a, b, 3, 5, border=4).item() == 0
+    assert stability_loss(a, b, 2, 5, border=4).item() > 0
+
+
+def test_vgg_margin_keeps_the_feature_shapes(vgg_dir):
+    import vgg19_tfjs
+    vgg = vgg19_tfjs.VGG19Features(str(vgg_dir), upto="relu3_1")
+    x = torch.rand(1, 3, 48, 64) * 255
+    layers = ["relu1_1", "relu2_2", "relu3_1"]
+    plain = vgg_features(vgg, x, layers)
+    padded = vgg_features(vgg, x, layers, margin=16)
+    for name in layers:
+        assert plain[name].shape == padded[name].shape
+        # inside, away from the border, the features agree (zero padding reaches in
+        # one pixel per conv: at most 3 at these layers' own resolution)
+        c = 4
+        a, b = plain[name][..., c:-c, c:-c], padded[name][..., c:-c, c:-c]
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-3)
+
+
+@pytest.fixture(scope="module")
+def vgg_dir():
+    d = SHARED / "vgg19"
+    if not (d / "model.json").is_file():
+        pytest.skip("VGG19 weights not found in %s" % d)
+    return d
+
+
+def _photos(n=2):
+    found = sorted((SHARED / "content" / "photos").glob("*"))[:n]
+    if len(found) < n:
+        pytest.skip("training photographs not found")
+    return found
+
+
+def test_distill_exports_resumes_and_names_its_teacher(tmp_path, vgg_dir):
+    teacher = tr.random_model((8, 16, 16), 1, 3, seed=5)
+    tpath = tmp_path / "teacher.safetensors"
+    tr.save_safetensors_model(teacher, tpath, {"format": "stylize", "format_version": "1",
+                                                "architecture": "transformer_net", "style": "t",
+                                                "license": "CC0-1.0"})
+    out = tmp_path / "t_live.safetensors"
+    a, b = _photos()
+    common = ["--teacher", str(tpath), "-o", str(out), "--content", str(a), "--content", str(b),
+              "--stem", "8", "--body", "8", "--blocks", "1", "--up-widths", "8", "--size", "32",
+              "--batch", "2", "--max-side", "96", "--log-every", "1", "--checkpoint-every", "2",
+              "--threads", "1", "--vgg", str(vgg_dir), "--checkpoint-dir", str(tmp_path / "ck")]
+    assert distill.main(common + ["--iterations", "2"]) == 0
+    assert distill.main(common + ["--iterations", "3", "--resume"]) == 0
+    tensors, meta = stylize_safetensors.read(out)
+    assert meta["architecture"] == "compact" and meta["teacher"] == "teacher.safetensors"
+    assert meta["teacher_sha256"] == hashlib.sha256(tpath.read_bytes()).hexdigest()
+    assert meta["license"] == "CC0-1.0" and meta["style"] == "t_live"
+    assert json.loads(meta["training"])["iterations"] == 3
+    rows = (tmp_path / "ck" / "loss.csv").read_text().splitlines()
+    assert [r.split(",")[0] for r in rows] == ["iteration", "1", "2", "3"]
+    net = compact.CompactNet.from_state_dict(tensors, json.loads(meta["network"]))
+    ck = torch.load(str(tmp_path / "ck" / "latest.pt"), weights_only=True)
+    assert json.loads(ck["meta"])["iteration"] == 3
+    for k, v in net.state_dict().items():
+        ref = ck["model"][k].numpy().astype(np.float16).astype(np.float32)
+        assert np.array_equal(v.numpy(), ref), k
+
+
+def test_distill_refuses_a_compact_teacher(tmp_path, vgg_dir, capsys):
+    net = compact.random_compact(LAYOUTS["s2d1"], seed=1)
+    path = tmp_path / "c.safetensors"
+    stylize_safetensors.write(path, {k: v.numpy() for k, v in net.state_dict().items()},
+                              {"format": "stylize", "format_version": "1", **net.metadata()})
+    a, _ = _photos()
+    rc = distill.main(["--teacher", str(path), "-o", str(tmp_path / "x.safetensors"),
+                       "--content", str(a), "--vgg", str(vgg_dir), "--iterations", "1"])
+    assert rc == 1
+    assert "teacher" in capsys.readouterr().err
