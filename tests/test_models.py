@@ -1,8 +1,12 @@
 """The styles shipped in models/: metadata, loading, and that they stylize.
 
-Each model must carry what a user (and a packager) needs to know: the style
-image and its licence, the model's licence, the training settings; it must
-load in libstylize and repaint a photograph (not return it, not flatten it).
+Each model must carry what a user (and a packager) needs to know: for the
+project's own styles the style image and its licence, the model's licence,
+the training settings; for the two pretrained pytorch/examples models
+(mosaic, candy; BSD-3-Clause) the source, copyright holder, licence, origin
+and the licence text beside them. Every model must load in libstylize,
+repaint a photograph (not return it, not flatten it) and draw no line along
+the frame borders.
 """
 import json
 import subprocess
@@ -16,11 +20,19 @@ from conftest import BUILD, REPO, SHARED
 import stylize_safetensors
 
 MODELS = sorted((REPO / "models").glob("*.safetensors"))
-EXPECTED = {"starry_night", "great_wave", "the_scream", "starry_night_fast"}
+OWN = {"starry_night", "great_wave", "the_scream", "starry_night_fast"}
+# pytorch/examples' pretrained models (ONNX model zoo fp16 copy), BSD-3-Clause
+REFERENCE = {"mosaic", "candy"}
+BSD_LICENSE = REPO / "models" / "LICENSE-pytorch-examples.txt"
+COPYRIGHT = "Copyright (c) 2017, Pytorch contributors"
 
 
 def test_the_promised_styles_are_shipped():
-    assert EXPECTED <= {p.stem for p in MODELS}
+    assert OWN | REFERENCE <= {p.stem for p in MODELS}
+
+
+def test_every_shipped_model_has_a_known_licence():
+    assert {p.stem for p in MODELS} <= OWN | REFERENCE, "a new model: add its licence checks here"
 
 
 @pytest.mark.parametrize("path", MODELS, ids=[p.stem for p in MODELS])
@@ -28,11 +40,44 @@ def test_metadata(path):
     m = stylize_safetensors.read(path)[1]  # validates the file too
     assert m["format"] == "stylize" and m["architecture"] == "transformer_net"
     assert m["style"] == path.stem
+    assert m["dtype"] == "fp16"
+    if path.stem in REFERENCE:
+        assert m["license"] == "BSD-3-Clause"
+        assert m["copyright"] == COPYRIGHT
+        assert "pytorch/examples" in m["source"] and path.stem in m["source"]
+        assert "ONNX model zoo" in m["origin"] and "fp16" in m["origin"]
+        assert m["license_file"].startswith(BSD_LICENSE.name)
+        return
     assert m["style_license"] == "public domain" and m["style_image"]
     assert m["license"] == "MIT"
-    assert m["dtype"] == "fp16"
     training = json.loads(m["training"])
     assert training["iterations"] > 0 and training["widths"]
+
+
+def test_bsd_licence_text_travels_with_the_pretrained_models():
+    text = BSD_LICENSE.read_text()
+    for name in REFERENCE:  # the note says which files it covers
+        assert "models/%s.safetensors" % name in text
+    # BSD-3: the copyright notice, the three conditions and the disclaimer
+    assert COPYRIGHT in text and "BSD 3-Clause License" in text
+    assert text.count("* Redistributions") == 2 and "* Neither the name" in text
+    assert 'PROVIDED BY THE COPYRIGHT HOLDERS AND CONTRIBUTORS "AS IS"' in text
+    original = SHARED / "models" / BSD_LICENSE.name
+    if original.is_file():  # the licence text is copied verbatim
+        assert text.endswith(original.read_text())
+
+
+@pytest.mark.parametrize("name", sorted(REFERENCE))
+def test_pretrained_weights_are_shipped_unchanged(name, shared):
+    """mosaic/candy are pytorch/examples' weights, only rounded to fp16 (the
+    source is an fp16 copy already: its conv weights are exact in fp16)."""
+    import convert_model
+    src = shared / "models" / (name + ".pth")
+    want = convert_model.prepare_tensors(convert_model.load_model(src)[0])
+    got = stylize_safetensors.read(REPO / "models" / (name + ".safetensors"))[0]
+    assert sorted(got) == sorted(want)
+    for key, val in want.items():
+        assert np.array_equal(got[key], val.astype(np.float16).astype(np.float32)), key
 
 
 @pytest.mark.parametrize("path", MODELS, ids=[p.stem for p in MODELS])
