@@ -94,7 +94,7 @@ install: lib $(STYLIZE_IMAGE) $(BUILD)/stylize.pc
 	install -m 644 core/include/stylize.h $(DESTDIR)$(PREFIX)/include/
 	install -m 644 $(BUILD)/stylize.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/
 	install -m 755 $(STYLIZE_IMAGE) $(DESTDIR)$(PREFIX)/bin/
-	for m in models/*.safetensors; do [ -f "$$m" ] && install -m 644 "$$m" $(DESTDIR)$(PREFIX)/share/stylize/models/ || true; done
+	for m in models/*.safetensors models/LICENSE-*.txt; do [ -f "$$m" ] && install -m 644 "$$m" $(DESTDIR)$(PREFIX)/share/stylize/models/ || true; done
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/lib/libstylize.a $(DESTDIR)$(PREFIX)/lib/libstylize.so $(DESTDIR)$(PREFIX)/lib/libstylize.so.0 \
 		$(DESTDIR)$(PREFIX)/include/stylize.h $(DESTDIR)$(PREFIX)/lib/pkgconfig/stylize.pc $(DESTDIR)$(PREFIX)/bin/stylize-image

@@ -337,10 +337,34 @@ def test_reconvert_safetensors_keeps_metadata(tmp_path):
     assert np.array_equal(tb["res3.conv1.conv.weight"], ta["res3.conv1.conv.weight"])
 
 
+def test_meta_entries_are_stored_and_kept_on_reconversion(tmp_path):
+    src = need_model("candy")
+    a, b = tmp_path / "a.safetensors", tmp_path / "b.safetensors"
+    r = convert(src, "-o", a, "--meta", "copyright=Copyright (c) 2017, X", "--meta",
+                "origin=a = b")
+    assert r.returncode == 0, r.stderr
+    ma = st.read(a)[1]
+    assert (ma["copyright"], ma["origin"], ma["style"]) == ("Copyright (c) 2017, X", "a = b", "candy")
+    r = convert(a, "-o", b, "--dtype", "fp16", "--meta", "origin=c")
+    assert r.returncode == 0, r.stderr
+    mb = st.read(b)[1]
+    assert (mb["copyright"], mb["origin"], mb["dtype"]) == ("Copyright (c) 2017, X", "c", "fp16")
+
+
+@pytest.mark.parametrize("meta,msg", [("copyright", "expected KEY=VALUE"),
+                                      ("=x", "expected KEY=VALUE"),
+                                      ("dtype=fp64", "set by the converter"),
+                                      ("license=MIT", "use --license")])
+def test_bad_meta_is_refused(tmp_path, meta, msg):
+    out = tmp_path / "x.safetensors"
+    r = convert(need_model("candy"), "-o", out, "--meta", meta)
+    assert r.returncode == 1 and msg in r.stderr and not out.exists()
+
+
 def test_help():
     r = convert("--help")
     assert r.returncode == 0
-    for opt in ("--dtype", "--style", "--source", "--license", "--force", "--list", "-o",
+    for opt in ("--dtype", "--style", "--source", "--license", "--meta", "--force", "--list", "-o",
                 "running_mean", ".onnx", "legacy"):
         assert opt in r.stdout, opt
 

@@ -27,6 +27,9 @@ def test_install_and_link(tmp_path):
     for f in ["include/stylize.h", "lib/libstylize.a", "lib/libstylize.so.0", "lib/libstylize.so",
               "lib/pkgconfig/stylize.pc", "bin/stylize-image"]:
         assert (prefix / f).exists(), f
+    # every shipped model, and the licence text the BSD-3 ones must travel with
+    shipped = {p.name for p in (REPO / "models").iterdir() if p.suffix in (".safetensors", ".txt")}
+    assert {p.name for p in (prefix / "share/stylize/models").iterdir()} == shipped
     pc = (prefix / "lib/pkgconfig/stylize.pc").read_text()
     assert "prefix=/opt/sty" in pc
     src = tmp_path / "prog.c"

@@ -32,6 +32,26 @@ def model_name(build, model):
     return name + (" (half width)" if facts.get("width1", 32) < 32 and "fast" not in name else "")
 
 
+def compose(titles, rows, cell):
+    """The sheet: a title row, then one row per (label, [PIL images]), each
+    image scaled to `cell` pixels wide (the row's height follows its first
+    image), 2 px between rows, the label written on the first cell."""
+    cw, head = cell, 22  # column width, title row height
+    heights = [round(cells[0].height * cw / cells[0].width) for _, cells in rows]
+    sheet = Image.new("RGB", (cw * len(titles), head + sum(heights) + 2 * len(rows)), "white")
+    draw = ImageDraw.Draw(sheet)
+    font = ImageFont.load_default()
+    for i, title in enumerate(titles):
+        draw.text((i * cw + 6, 5), title, fill="black", font=font)
+    y = head
+    for (label, cells), h in zip(rows, heights):
+        for i, c in enumerate(cells):
+            sheet.paste(c.resize((cw, h), Image.LANCZOS), (i * cw, y))
+        draw.text((6, y + 4), label, fill="white", font=font, stroke_width=1, stroke_fill="black")
+        y += h + 2
+    return sheet
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("-m", "--model", action="append", help="model (repeatable; default: models/*.safetensors)")
@@ -69,19 +89,7 @@ def main():
             rows.append((label, cells))
             print("contact_sheet: %s done" % label, file=sys.stderr)
 
-    cw, head = args.cell, 22  # column width, title row height
-    heights = [round(cells[0].height * cw / cells[0].width) for _, cells in rows]
-    sheet = Image.new("RGB", (cw * (len(models) + 1), head + sum(heights) + 2 * len(rows)), "white")
-    draw = ImageDraw.Draw(sheet)
-    font = ImageFont.load_default()
-    for i, title in enumerate(["original"] + names):
-        draw.text((i * cw + 6, 5), title, fill="black", font=font)
-    y = head
-    for (label, cells), h in zip(rows, heights):
-        for i, c in enumerate(cells):
-            sheet.paste(c.resize((cw, h), Image.LANCZOS), (i * cw, y))
-        draw.text((6, y + 4), label, fill="white", font=font, stroke_width=1, stroke_fill="black")
-        y += h + 2
+    sheet = compose(["original"] + names, rows, args.cell)
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     sheet.save(args.output, quality=88)
     print("contact_sheet: wrote %s (%dx%d)" % (args.output, sheet.width, sheet.height))

@@ -667,6 +667,7 @@ def cmd_list(path):
 
 def cmd_convert(args):
     src, dst = Path(args.input), Path(args.output)
+    extra = parse_meta(args.meta)
     if not src.exists():
         raise ConvertError("%s: no such file" % src)
     if dst.exists() and not args.force:
@@ -697,6 +698,12 @@ def cmd_convert(args):
         "converted_by": "tools/convert_model.py",
         "dtype": args.dtype,
     }
+    # descriptive entries (copyright, origin, training, ...): a re-converted
+    # file keeps its own, --meta adds or replaces
+    if old.get("format") == "stylize":
+        for key, val in old.items():
+            metadata.setdefault(key, val)
+    metadata.update(extra)
     try:
         st.write(dst, tensors, metadata, dtype=DTYPES[args.dtype])
     except ValueError as e:  # e.g. a weight that does not fit in fp16
@@ -705,6 +712,25 @@ def cmd_convert(args):
           % (src, dst, len(tensors), info["parameters"], info["blocks"],
              "/".join(map(str, info["widths"])), args.dtype), file=sys.stderr)
     return 0
+
+
+# Metadata keys the converter owns: they describe the file, not the model.
+RESERVED_META = ("format", "format_version", "architecture", "converted_by", "dtype")
+
+
+def parse_meta(items):
+    """--meta KEY=VALUE options -> dict; refuses malformed and reserved keys."""
+    out = {}
+    for item in items:
+        key, eq, val = item.partition("=")
+        if not eq or not key or key != key.strip():
+            raise ConvertError("--meta %r: expected KEY=VALUE" % item)
+        if key in RESERVED_META:
+            raise ConvertError("--meta %s: this key is set by the converter" % key)
+        if key in ("style", "source", "license"):
+            raise ConvertError("--meta %s: use --%s" % (key, key))
+        out[key] = val
+    return out
 
 
 class _Parser(argparse.ArgumentParser):
@@ -734,13 +760,13 @@ def build_parser():
          conv1, conv2, conv3, res1.conv1, res1.conv2, ..., deconv1..3, the
          InstanceNormalization nodes in1, in2, in3, res1.in1, ..., in4, in5.
   .safetensors  a file in this format (to change its dtype or metadata; its
-         style, source and license are kept unless given again).
+         metadata entries are kept unless given again).
 
 The result must be a TransformerNet: any channel widths, any number (>= 1) of
 residual blocks, odd first/last kernel sizes. The output holds the tensors
 under stylize's names (conv1.conv.weight, in1.weight, res1.in2.bias, ...) and
 __metadata__ format=stylize, format_version=1, architecture=transformer_net,
-style, source, license, converted_by, dtype.
+style, source, license, converted_by, dtype, and any --meta entries.
 
 exit status: 0 on success, 1 on any error (message on stderr); on error no
 output file is written, and an existing output is never replaced without
@@ -765,6 +791,9 @@ examples:
                    help="where the weights come from (default: the input file name)")
     p.add_argument("--license", metavar="TEXT",
                    help="licence of the weights (default: unknown)")
+    p.add_argument("--meta", metavar="KEY=VALUE", action="append", default=[],
+                   help="another metadata entry, e.g. copyright=... or origin=... "
+                        "(repeatable; replaces the input's own entry of that key)")
     p.add_argument("--force", action="store_true",
                    help="overwrite OUT if it exists (atomically)")
     p.add_argument("--list", action="store_true",

@@ -317,6 +317,17 @@ def warping_error(frames, flows):
     return float(np.nanmean(errs)), errs, float(np.mean(cover))
 
 
+def stylized_warping_error(backend, exe, model, clip_dir, flows, out, mode, smooth, thumb,
+                           threads, work):
+    """Stylize a clip's frames into `out` (backend 'ffmpeg' or 'stylize-image',
+    as find_backend returns) and return warping_error() of the result."""
+    if backend == "ffmpeg":
+        stylize_ffmpeg(exe, model, clip_dir, out, mode, smooth, thumb, threads)
+    else:
+        stylize_image_tool(exe, model, clip_dir, out, mode, smooth, thumb, threads, work)
+    return warping_error(frame_paths(out), flows)
+
+
 # ===========================================================================
 # main
 
@@ -405,13 +416,9 @@ def main(argv=None):
                 for label, mode, smooth in configs:
                     out = mwork / label.replace(" ", "_").replace("=", "")
                     out.mkdir(parents=True)
-                    if backend == "ffmpeg":
-                        stylize_ffmpeg(exe, model, clip_dir, out, mode, smooth, a.thumb,
-                                       a.threads)
-                    else:
-                        stylize_image_tool(exe, model, clip_dir, out, mode, smooth, a.thumb,
-                                           a.threads, mwork)
-                    e, _, cover = warping_error(frame_paths(out), flows)
+                    e, _, cover = stylized_warping_error(backend, exe, model, clip_dir, flows,
+                                                         out, mode, smooth, a.thumb, a.threads,
+                                                         mwork)
                     if base is None:
                         base = e
                     rows.append((name, model.stem, label, e, e / base if base else None, cover))

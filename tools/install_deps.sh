@@ -9,7 +9,7 @@ PACKAGES="
   libjson-c-dev libpng-dev libdnnl-dev
   nasm xz-utils libx264-dev libsdl2-dev zlib1g-dev
   python3 python3-numpy python3-pil python3-onnx python3-pytest python3-torch
-  python3-opencv python3-matplotlib
+  python3-opencv python3-matplotlib python3-skimage
   clang libclang-rt-14-dev
   parallel openssh-server openssh-client valgrind
   slurm-wlm munge

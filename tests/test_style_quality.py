@@ -1,0 +1,126 @@
+"""tools/style_quality.py: its measures on known inputs, and both modes end
+to end on small images (the real measurements are in models/README.md)."""
+import json
+import subprocess
+
+import numpy as np
+import pytest
+
+from conftest import BUILD, REPO, SHARED
+
+import style_quality as sq
+
+PYTHON = "/usr/bin/python3"
+FAST = REPO / "models" / "starry_night_fast.safetensors"
+
+
+def run_tool(*args):
+    return subprocess.run([PYTHON, str(REPO / "tools" / "style_quality.py")] + [str(a) for a in args],
+                          capture_output=True, text=True, timeout=600,
+                          env={"STYLIZE_BUILD": str(BUILD), "STYLIZE_SHARED": str(SHARED),
+                               "PATH": "/usr/bin:/bin"})
+
+
+def test_gram_distance_is_relative_frobenius():
+    rng = np.random.default_rng(0)
+    ref = {("relu1_1", 1): rng.normal(size=(4, 4)), ("relu2_1", 2): rng.normal(size=(8, 8))}
+    per, mean = sq.gram_distance(ref, ref)
+    assert mean == 0 and set(per.values()) == {0.0}
+    per, mean = sq.gram_distance({k: 3 * v for k, v in ref.items()}, ref)
+    assert mean == pytest.approx(2.0)  # |3G - G| / |G|
+    assert sq.squared_mean(per) == pytest.approx(4.0)
+
+
+def test_pixel_measures():
+    a = np.zeros((16, 24, 3), np.uint8)
+    b = a.copy()
+    b[:8, :8] = 64  # one 8x8 block, +64: block means differ by 64 there only
+    assert sq.mse(a, b) == pytest.approx(64 ** 2 / 6)
+    assert sq.mse(sq.block_means(a), sq.block_means(b)) == pytest.approx(64 ** 2 / 6)
+    assert sq.block_means(b).shape == (2, 3, 3)
+    assert sq.psnr_of_mse(255.0 ** 2) == 0 and sq.psnr_of_mse(0) == float("inf")
+    # a checkerboard has the mean of a flat grey: different pixels, same blocks
+    c = np.full((16, 16, 3), 128, np.uint8)
+    d = np.where((np.indices((16, 16)).sum(0) % 2)[..., None] == 1, 255, 1).astype(np.uint8)
+    assert sq.mse(c, d) > 10000 and sq.mse(sq.block_means(c), sq.block_means(d)) == 0
+
+
+def test_ssim():
+    rng = np.random.default_rng(1)
+    a = rng.integers(0, 256, (64, 64, 3)).astype(np.uint8)
+    assert sq.ssim(a, a) == pytest.approx(1.0)
+    noisy = [np.clip(a + rng.normal(0, s, a.shape), 0, 255).astype(np.uint8) for s in (5, 20, 60)]
+    values = [sq.ssim(a, n) for n in noisy]
+    assert 1 > values[0] > values[1] > values[2] > 0
+
+
+def test_shift_right():
+    img = np.arange(2 * 4 * 3, dtype=np.uint8).reshape(2, 4, 3)
+    s = sq.shift_right(img)
+    assert np.array_equal(s[:, 1:], img[:, :-1]) and np.array_equal(s[:, 0], img[:, 0])
+
+
+@pytest.fixture(scope="module")
+def style_run(tmp_path_factory, shared):
+    out = tmp_path_factory.mktemp("sq")
+    r = run_tool("-m", FAST, "--long-side", 64, "--no-flicker", "--threads", 1, "--cell", 64,
+                 "--label", "starry_night_fast=v1", "-o", out)
+    assert r.returncode == 0, r.stderr
+    return out, r.stdout
+
+
+def test_style_mode_end_to_end(style_run):
+    out, stdout = style_run
+    res = json.loads((out / "style_quality.json").read_text())
+    assert res["settings"]["long_side"] == 64 and len(res["settings"]["images"]) == 8
+    (m,) = res["models"]
+    # the painting comes from the training metadata, at the training style size
+    assert m["painting"].endswith("starry_night.jpg") and m["style_size"] == 512
+    assert 0 < m["style_distance"] < 1 and m["style_loss"] == pytest.approx(
+        np.mean([np.mean([v ** 2 for v in r["style_per_layer"].values()])
+                 for r in m["per_image"].values()]))
+    assert len(m["per_image"]) == 8 and len(m["style_per_layer"]) == 9
+    assert 0.3 < m["content_distance"] < 3 and 0 < m["gram_spread"] < 1
+    row = "| starry_night_fast | v1 | %.3f |" % m["style_distance"]
+    assert row in stdout and (out / "style_quality.md").read_text() in stdout
+    from PIL import Image
+    with Image.open(out / "style_quality_sheet.jpg") as sheet:
+        assert sheet.width == 2 * 64 and sheet.height > 8 * 40
+
+
+def test_stylized_is_closer_to_the_painting_than_the_photo(style_run):
+    """The style distance means something: the photos themselves are further
+    from the painting than the model's outputs of them."""
+    import torch
+    out, _ = style_run
+    m = json.loads((out / "style_quality.json").read_text())["models"][0]
+    threads = torch.get_num_threads()
+    try:
+        vgg = sq.Vgg(1)  # sets torch's thread count process-wide
+        target = vgg.grams(sq.load_painting(sq.Path(m["painting"]), m["style_size"]))
+        photos = [sq.load_photo(p, 64) for p in sq.kodak_images()]
+        d = np.mean([sq.gram_distance(vgg.grams(p), target)[1] for p in photos])
+    finally:
+        torch.set_num_threads(threads)
+    assert d > 1.2 * m["style_distance"]  # 0.95 vs 0.68 at 64 px
+
+
+def test_teacher_mode_against_itself(tmp_path, shared):
+    r = run_tool("--teacher", FAST, "-m", FAST, "--long-side", 48, "--threads", 1, "-o", tmp_path)
+    assert r.returncode == 0, r.stderr
+    res = json.loads((tmp_path / "teacher.json").read_text())
+    assert res["psnr"] is None and res["block_psnr"] is None  # identical: infinite PSNR
+    assert res["ssim"] == pytest.approx(1.0) and res["gram_distance"] == 0
+    assert 5 < res["teacher_consistency_psnr"] < 60
+    assert "| starry_night_fast | starry_night_fast | inf | inf | 1.000 | 0.000 |" in r.stdout
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["-m", "nope.safetensors", "--no-flicker"], "nope.safetensors not found"),
+    (["--teacher", FAST, "-m", FAST, "-m", FAST], "exactly one --model"),
+    (["-m", FAST, "--style-image", "starry_night_fast"], "expected STYLE=PATH"),
+    ([], "no model"),
+])
+def test_errors(args, msg, tmp_path):
+    r = run_tool(*args, "-o", tmp_path)
+    assert r.returncode == 1 and msg in r.stderr
