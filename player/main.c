@@ -37,7 +37,9 @@ static void usage(FILE *f)
         "      --loop              start files again at the end\n"
         "Style (passed to libstylize):\n"
         "  -m, --model PATH|NAME   model (.safetensors file or installed style name); up to 9,\n"
-        "                          all loaded at start, switched with keys 1-9\n"
+        "                          all loaded at start, switched with keys 1-9; a style's _live\n"
+        "                          twin (real time on a CPU), where one exists, is preloaded too\n"
+        "      --no-live           do not preload the _live twins\n"
         "      --mode tin|full|patch  instance-norm statistics [tin]\n"
         "      --strength F        0..1 blend with the original [1]\n"
         "      --preserve-color    keep the original's colours\n"
@@ -422,8 +424,45 @@ enum {
     OPT_VIDEO_SIZE = 256, OPT_FRAMERATE, OPT_MAX_SIZE, OPT_LOOP, OPT_MODE, OPT_STRENGTH,
     OPT_PRESERVE, OPT_SMOOTH, OPT_THUMB, OPT_TILE, OPT_THREADS, OPT_BACKEND, OPT_VIEW, OPT_SPLIT,
     OPT_NO_OVERLAY, OPT_FULLSCREEN, OPT_WINDOW_SIZE, OPT_EXIT_AFTER, OPT_KEYS, OPT_SCREENSHOT,
-    OPT_LOCKSTEP, OPT_MAX_MEMORY,
+    OPT_LOCKSTEP, OPT_MAX_MEMORY, OPT_NO_LIVE,
 };
+
+/* The _live twin of a model argument: NAME -> NAME_live, DIR/NAME.safetensors
+ * -> DIR/NAME_live.safetensors; "" for a model that is itself a twin. */
+static void live_twin_name(const char *model, char *out, size_t size)
+{
+    const char *ext = ".safetensors";
+    size_t n = strlen(model), e = strlen(ext);
+    int has_ext = n > e && !strcmp(model + n - e, ext);
+    size_t stem = has_ext ? n - e : n;
+    if (stem >= 5 && !strncmp(model + stem - 5, "_live", 5)) {
+        out[0] = 0;
+        return;
+    }
+    snprintf(out, size, "%.*s_live%s", (int)stem, model, has_ext ? ext : "");
+}
+
+/* Append the _live twin of every model that has one (and is not listed
+ * yet), within the 9 keys. Returns how many were added. */
+static int add_live_twins(const char **models, int *nmodels, char (*names)[1024])
+{
+    int added = 0, n0 = *nmodels;
+    for (int i = 0; i < n0 && *nmodels < PLAYER_MAX_MODELS; i++) {
+        char twin[1024], path[4096];
+        live_twin_name(models[i], twin, sizeof(twin));
+        if (!twin[0] || stylize_find_model(twin, path, sizeof(path)))
+            continue;
+        int listed = 0;
+        for (int j = 0; j < *nmodels; j++)
+            listed |= !strcmp(models[j], twin);
+        if (listed)
+            continue;
+        snprintf(names[added], 1024, "%s", twin);
+        models[(*nmodels)++] = names[added++];
+        fprintf(stderr, "stylize-player: key %d: %s, the real-time twin of %s\n", *nmodels, twin, models[i]);
+    }
+    return added;
+}
 
 static void sdl_log_quiet(void *ud, int cat, SDL_LogPriority pri, const char *msg)
 {
@@ -457,6 +496,7 @@ int main(int argc, char **argv)
         {"view", required_argument, NULL, OPT_VIEW},
         {"split", required_argument, NULL, OPT_SPLIT},
         {"no-overlay", no_argument, NULL, OPT_NO_OVERLAY},
+        {"no-live", no_argument, NULL, OPT_NO_LIVE},
         {"fullscreen", no_argument, NULL, OPT_FULLSCREEN},
         {"window-size", required_argument, NULL, OPT_WINDOW_SIZE},
         {"exit-after", required_argument, NULL, OPT_EXIT_AFTER},
@@ -470,7 +510,7 @@ int main(int argc, char **argv)
     static app A; /* zeroed; static keeps the big struct off the stack */
     app *a = &A;
     const char *models[PLAYER_MAX_MODELS];
-    int nmodels = 0, verbose = 0;
+    int nmodels = 0, verbose = 0, no_live = 0;
     source_opts so = {.max_size = 640};
     stylize_options opts;
     key_event *keys = NULL;
@@ -564,6 +604,7 @@ int main(int argc, char **argv)
                 return die("--split wants a number in 0..1, not '%s'", optarg);
             break;
         case OPT_NO_OVERLAY: a->overlay = 0; break;
+        case OPT_NO_LIVE: no_live = 1; break;
         case OPT_FULLSCREEN: a->fullscreen = 1; break;
         case OPT_WINDOW_SIZE:
             if (parse_size(optarg, &a->win_w, &a->win_h) < 0)
@@ -604,6 +645,9 @@ int main(int argc, char **argv)
         free(keys);
         return die("no input: give a file, an image, /dev/video0, or -f lavfi GRAPH%s", "");
     }
+    static char twin_names[PLAYER_MAX_MODELS][1024];
+    if (!no_live)
+        add_live_twins(models, &nmodels, twin_names);
     so.lockstep = a->lockstep;
     av_log_set_level(verbose ? AV_LOG_INFO : AV_LOG_ERROR);
 
