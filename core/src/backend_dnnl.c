@@ -226,7 +226,7 @@ static void threads_leave(dnnl_state *st)
  * explicit nearest x2 copy into a bordered temporary, then the convolution;
  * X_HEAD a compact network's last conv into an fp32 temporary, then the
  * depth-to-space into the caller's output. */
-static void xl_geometry(const sty_model *m, xlayer *xl)
+static int xl_geometry(const sty_model *m, xlayer *xl)
 {
     const int compact = m->arch == STY_ARCH_COMPACT;
     for (int li = 0; li < m->n_layers; li++) {
@@ -256,30 +256,56 @@ static void xl_geometry(const sty_model *m, xlayer *xl)
             X->kind = X_HEAD;
         }
         X->bin = c->k / 2;
-        X->bsrc = X->kind == X_UPSAMPLE ? -1 : X->bin; /* -1: reads the interior only, any border */
     }
-    /* A layer's output carries its consumer's border. Before an X_UPSAMPLE
-     * (which reads the interior only) the border is free: the skip's border
-     * after a residual add (so the add fuses), else 0. */
-    int skip_b = 0, prev_bout = xl[0].bsrc >= 0 ? xl[0].bsrc : 0;
-    xl[0].bsrc = prev_bout;
+    /* Borders. A layer's output carries its consumer's border, so each
+     * convolution runs over the stored extent. A stride-1 1x1 convolution
+     * reads a source whose border equals its output's (oneDNN's 1x1 kernels
+     * take no padding; with padding it falls back to a reference kernel), so
+     * such chains pass their border back. An X_UPSAMPLE reads only the
+     * interior of its source: its border is free (FREE), resolved going
+     * forward to the open residual skip's border (so the add fuses), else 0. */
+    enum { FREE = -1 };
+    int *nat = calloc(m->n_layers > 0 ? (size_t)m->n_layers : 1, sizeof(int)); /* wanted source border per layer */
+    if (!nat)
+        return -1;
+    for (int li = m->n_layers - 1; li >= 0; li--) {
+        const xlayer *X = &xl[li];
+        const int next = li + 1 < m->n_layers ? nat[li + 1] : 0;
+        if (X->kind == X_UPSAMPLE)
+            nat[li] = FREE;
+        else if (X->kind == X_CONV && X->kh == 1 && X->stride == 1)
+            nat[li] = next;
+        else
+            nat[li] = X->bin;
+    }
+    int skip_b = -1, prev_bout = nat[0] == FREE ? 0 : nat[0];
     for (int li = 0; li < m->n_layers; li++) {
         const sty_layer *L = &m->layers[li];
         xlayer *X = &xl[li];
         X->bsrc = prev_bout;
+        if (X->kind != X_UPSAMPLE)
+            X->bin = X->bsrc;
         if (L->save_skip)
-            skip_b = prev_bout;
+            skip_b = X->bsrc;
         if (li + 1 < m->n_layers) {
             const xlayer *N = &xl[li + 1];
-            X->bout = N->bsrc >= 0 ? N->bsrc : L->add_skip ? skip_b : 0;
+            int want = nat[li + 1];
+            if (want == FREE && nat[li] == FREE && X->kind == X_CONV) /* inside a 1x1 chain: keep its border */
+                want = X->bsrc;
+            else if (want == FREE)
+                want = skip_b >= 0 ? skip_b : 0;
+            X->bout = want;
             X->bout_mode = N->kind == X_SUBPIX ? STY_BORDER_REPLICATE : STY_BORDER_REFLECT;
         }
         if (L->add_skip) {
             X->bskip = skip_b;
             X->skip_fusable = skip_b == X->bout;
+            skip_b = -1;
         }
         prev_bout = X->bout;
     }
+    free(nat);
+    return 0;
 }
 
 /* Sub-pixel weights: nearest x2 upsampling then a 3x3 conv over the
@@ -382,7 +408,11 @@ static int plan_geometry(const sty_model *m, const xlayer *xl, int bf16, int cb,
         p->slot[i] = -1;
     memset(p->slot_bytes, 0, sizeof(p->slot_bytes));
     int H = sty_model_in_size(m, h), W = sty_model_in_size(m, w), cur = 0, skip = -1;
-    tens_init(&p->tens[0], m->convs[0].cin, H + 2 * xl[0].bsrc, W + 2 * xl[0].bsrc, bf16, cb);
+    /* the input: planar when it has fewer channels than a block (oneDNN's
+     * first-layer kernels read planar sources; padded blocks get its
+     * reference kernel) */
+    tens_init(&p->tens[0], m->convs[0].cin, H + 2 * xl[0].bsrc, W + 2 * xl[0].bsrc, bf16,
+              cb && m->convs[0].cin < cb ? 1 : cb);
     p->slot[0] = 0;
     p->partial_doubles = 0;
     for (int li = 0; li < m->n_layers; li++) {
@@ -1059,7 +1089,8 @@ static int dnnl_create(const sty_model *m, const sty_backend_config *cfg, void *
     st->fixed_stats = calloc(m->stats_size ? m->stats_size : 1, sizeof(float));
     if (!st->xl || !st->scale || !st->shift || !st->fixed_stats)
         goto nomem;
-    xl_geometry(m, st->xl);
+    if (xl_geometry(m, st->xl))
+        goto nomem;
     st->last_norm_layer = -1;
     if (getenv("STYLIZE_DNNL_PROFILE") && atoi(getenv("STYLIZE_DNNL_PROFILE")) > 0) {
         st->profile = 1;
@@ -1116,9 +1147,10 @@ static size_t dnnl_workspace_bytes(const sty_model *m, int h, int w)
     plan p;
     size_t total = 0;
     memset(&p, 0, sizeof(p));
-    if (!xl)
+    if (!xl || xl_geometry(m, xl)) {
+        free(xl);
         return (size_t)-1;
-    xl_geometry(m, xl);
+    }
     /* fp32 with 16-channel blocks: the largest of the layouts this backend uses */
     for (int fixed = 0; fixed < 2; fixed++) {
         size_t t = 0;
