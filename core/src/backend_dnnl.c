@@ -13,7 +13,8 @@
  * nChw8c for fp32 (the native layouts of the AVX-512 / AVX2 kernels); the
  * same layout is used by every layer, so oneDNN never reorders activations.
  *
- * Layers:
+ * Layers (compact networks, docs/COMPACT.md: see xl_geometry for the
+ * grouped, upsampling and head layers):
  *  - conv1 (k x k), conv2/conv3 (stride 2), residual convs: one convolution.
  *  - nearest x2 upsampling + 3x3 conv (deconv1/2): a 2x2 convolution with 4x
  *    the output channels over the edge-replicated input, then a
@@ -68,8 +69,8 @@
  *
  * Environment (experiments): STYLIZE_DNNL_LAYOUT=nhwc|blocked8|blocked16
  * overrides the activation layout; STYLIZE_DNNL_PROFILE=1 prints the time
- * spent per layer (convolution, depth-to-space / final sum, normalization,
- * border) when the context is destroyed. */
+ * spent per layer (convolution, depth-to-space / final sum / upsampling
+ * copy, normalization, border) when the context is destroyed. */
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -867,6 +868,11 @@ static int run_plan(dnnl_state *st, plan *p, const sty_run *r)
         if (X->kind == X_UPSAMPLE) {
             sty_k_upsample(&k, &p->tens[cur], X->bsrc, tmp, X->bin);
             sty_k_border(&k, tmp, X->bin, STY_BORDER_REFLECT);
+            if (st->profile) { /* counted with the passes (shuffle column) */
+                t1 = now_s();
+                st->prof_pass[3 * li] += t1 - t0;
+                t0 = t1;
+            }
         }
         if ((ret = exec_step(st, p, li, X->kind == X_UPSAMPLE ? tmp->p : p->tens[cur].p, direct ? out->p : tmp->p,
                              skip >= 0 ? p->tens[skip].p : NULL)))

@@ -91,7 +91,14 @@ typedef struct upsample_job {
     int bs, bd;
 } upsample_job;
 
+INLINE void upsample_row(char *d, const char *s, int wi, const size_t pix)
+{
+    for (int x = 0; x < wi; x++)
+        memcpy(d + (size_t)x * pix, s + (size_t)(x / 2) * pix, pix);
+}
+
 /* One source row of one channel block -> two destination rows. */
+MULTIVERSION
 static void upsample_task(void *arg, int task)
 {
     const upsample_job *j = arg;
@@ -100,8 +107,12 @@ static void upsample_task(void *arg, int task)
     const size_t esz = d->bf16 ? 2 : 4, pix = (size_t)d->cb * esz;
     const char *srow = (const char *)s->p + (((size_t)blk * s->H + (size_t)(y + j->bs)) * s->W + j->bs) * pix;
     char *drow = (char *)d->p + (((size_t)blk * d->H + (size_t)(2 * y + j->bd)) * d->W + j->bd) * pix;
-    for (int x = 0; x < wi; x++)
-        memcpy(drow + (size_t)x * pix, srow + (size_t)(x / 2) * pix, pix);
+    switch (pix) { /* constant sizes: the copies inline */
+    case 32: upsample_row(drow, srow, wi, 32); break;
+    case 64: upsample_row(drow, srow, wi, 64); break;
+    case 128: upsample_row(drow, srow, wi, 128); break;
+    default: upsample_row(drow, srow, wi, pix); break;
+    }
     memcpy(drow + (size_t)d->W * pix, drow, (size_t)wi * pix);
 }
 
@@ -427,16 +438,32 @@ typedef struct d2s_job {
     float *out;
 } d2s_job;
 
+MULTIVERSION
 static void d2s_task(void *arg, int y)
 {
     const d2s_job *j = arg;
     const sty_tens *t = j->t;
-    const int P = j->P, pp = P * P;
+    const int P = j->P, pp = P * P, dy = y % P;
     const float *tp = t->p;
     float *o = j->out + (size_t)y * j->out_w * 3;
+    if (t->Cp == t->cb) { /* one channel block (NHWC, or <= 16 channels blocked): pixels are contiguous */
+        const float *row = tp + (size_t)(y / P) * t->W * t->cb;
+        size_t off[4][3];
+        for (int dx = 0; dx < P; dx++)
+            for (int c = 0; c < 3; c++)
+                off[dx][c] = (size_t)(c * pp + dy * P + dx);
+        for (int x = 0; x < j->out_w; x++) {
+            const float *px = row + (size_t)(x / P) * t->cb;
+            const size_t *q = off[x % P];
+            o[x * 3 + 0] = px[q[0]];
+            o[x * 3 + 1] = px[q[1]];
+            o[x * 3 + 2] = px[q[2]];
+        }
+        return;
+    }
     for (int x = 0; x < j->out_w; x++)
         for (int c = 0; c < 3; c++)
-            o[x * 3 + c] = tp[pix_offset(t, c * pp + (y % P) * P + x % P, y / P, x / P)];
+            o[x * 3 + c] = tp[pix_offset(t, c * pp + dy * P + x % P, y / P, x / P)];
 }
 
 void sty_k_depth_to_space(const sty_kern_ctx *k, const sty_tens *t, int P, float *out, int out_h, int out_w)
