@@ -3,7 +3,8 @@ PyTorch module it shares with training (tools/stylize_nets/compact.py).
 
 * `full` mode, ref and dnnl fp32, vs PyTorch float64 on random-weight models
   (live_spec() defaults; full residual blocks and full upsampling; no
-  space-to-depth; pixel shuffle 4 with a 5x5 stem) at 1x1, 7x5 and 333x517:
+  space-to-depth; pixel shuffle 4 with a 5x5 stem; an odd layer list, see
+  odd_spec()) at 1x1, 7x5 and 333x517:
   every 8-bit value within 1 level, few off by one.
 * tiled == untiled in `tin` mode (ref and dnnl fp32: within 1 level; dnnl
   bf16: within 2), with tiles that start on multiples of the model's total
@@ -36,6 +37,22 @@ SPECS = {  # name -> (live_spec kwargs, seed)
     "s2d1": (dict(s2d=1, shuffle=1, stem=16, body=32, blocks=2, up_widths=(16,)), 3),
     "shuffle4": (dict(s2d=2, shuffle=4, up_widths=(), blocks=2, stem_kernel=5), 4),
 }
+
+def odd_spec():
+    """Paths live_spec() does not take: ReLU and residual adds without a norm,
+    1x1 convs in a row, a grouped 5x5, a grouped 1x1 upsampling conv, a skip
+    whose border differs from the add's output (dnnl adds it in a pass)."""
+    layers = [dict(conv="stem", norm="stem.in", relu=True), dict(conv="down1", stride=2, norm="down1.in", relu=True),
+              dict(conv="a", save_skip=True, relu=True), dict(conv="b", groups=4, norm="b.in"),
+              dict(conv="c", add_skip=True, relu=True), dict(conv="up", upsample=2, groups=8),
+              dict(conv="d", relu=True, save_skip=True), dict(conv="e", norm="e.in", add_skip=True),
+              dict(conv="head")]
+    shapes = {"stem": (8, 12, 5), "down1": (16, 8, 3), "a": (16, 16, 1), "b": (16, 4, 5), "c": (16, 16, 1),
+              "up": (8, 2, 1), "d": (8, 8, 3), "e": (8, 8, 1), "head": (12, 8, 3)}
+    return {"version": 1, "space_to_depth": 2, "pixel_shuffle": 2, "layers": layers}, shapes
+
+
+SPECS["odd"] = (odd_spec, 9)
 SIZES = [(1, 1), (7, 5), (333, 517)]  # W x H
 
 
@@ -57,7 +74,8 @@ class CompactModels:
         if name not in self.cache:
             kwargs, seed = SPECS[name]
             path = self.root / (name + ".safetensors")
-            save_compact(random_compact(live_spec(**kwargs), seed=seed), path)
+            spec = kwargs() if callable(kwargs) else live_spec(**kwargs)
+            save_compact(random_compact(spec, seed=seed), path)
             self.cache[name] = (path, tr.load_model(path).double())
         return self.cache[name]
 
@@ -168,7 +186,7 @@ TILE_CASES = [("ref", "fp32", 1), ("dnnl", "fp32", 1), ("dnnl", "bf16", 2)]
 
 
 @pytest.mark.parametrize("backend,precision,levels", TILE_CASES, ids=lambda v: str(v))
-@pytest.mark.parametrize("name", ["live", "shuffle4", "s2d1"])
+@pytest.mark.parametrize("name", ["live", "shuffle4", "s2d1", "odd"])
 def test_tiled_tin_equals_untiled(run, models, backend, precision, levels, name):
     path, _ = models.get(name)
     if backend == "dnnl" and not have_dnnl(path):
