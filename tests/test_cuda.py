@@ -176,6 +176,37 @@ def test_auto_falls_back_without_gpu(release, no_gpu, tmp_path):
     assert out.shape == img.shape
 
 
+def write_compact(tmp_path):
+    from stylize_nets.compact import live_spec, random_compact, spec_to_json
+    import stylize_safetensors
+    net = random_compact(live_spec(stem=8, body=16, blocks=1, up_widths=(8,)), seed=3)
+    path = tmp_path / "compact.safetensors"
+    stylize_safetensors.write(path, {k: v.detach().float().numpy() for k, v in net.state_dict().items()},
+                              {"architecture": "compact", "network": spec_to_json(net.spec)})
+    return path
+
+
+def test_compact_model_refused_by_cuda_on_gpu(release, gpu, tmp_path):
+    """cuda does not run compact models yet: an explicit request fails with
+    that reason; auto runs them on a CPU backend."""
+    model = write_compact(tmp_path)
+    img = np.random.default_rng(2).integers(0, 256, (24, 40, 3), dtype=np.uint8)
+    proc = stylize(release, model, img, tmp_path, "--backend", "cuda", check=False)
+    assert proc.returncode != 0
+    assert "does not run compact models" in proc.stderr, proc.stderr
+    got, err = info(release, model)
+    assert got and got["backend"] in ("dnnl", "ref"), err
+    assert stylize(release, model, img, tmp_path).shape == img.shape
+
+
+def test_compact_model_auto_without_gpu(release, no_gpu, tmp_path):
+    model = write_compact(tmp_path)
+    got, err = info(release, model)
+    assert got and got["backend"] in ("dnnl", "ref"), err
+    proc = stylize(release, model, np.zeros((8, 8, 3), np.uint8), tmp_path, "--backend", "cuda", check=False)
+    assert proc.returncode != 0
+
+
 @pytest.mark.parametrize("backend", ["ref", "dnnl"])
 def test_fp16_is_refused_by_cpu_backends(release, tmp_path, backend):
     model = write_model(tmp_path)

@@ -72,8 +72,11 @@ def test_seed_corpus(tmp_path, release):
     assert len(files) >= 40
     for f in files:
         assert f.stat().st_size <= 65536, f
-        if f.name.startswith("valid-"):
+        if f.name.startswith(("valid-", "compact-valid-")):
             release.run("stylize-image", "-m", f, "--info", check=True, timeout=30)
+        elif f.name.startswith("compact-"):  # damaged descriptions: refused, with a message
+            proc = release.run("stylize-image", "-m", f, "--info", timeout=30)
+            assert proc.returncode != 0 and "model '" in proc.stderr, (f.name, proc.stderr)
 
 
 def test_stats_fuzz_target_replays_regressions():

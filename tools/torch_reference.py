@@ -327,10 +327,17 @@ def model_from_state_dict(sd):
 
 
 def load_safetensors_model(path):
-    """A TransformerNet (float32, eval) from a .safetensors model file."""
+    """A TransformerNet, or a compact network (stylize_nets.compact.CompactNet)
+    when the metadata says architecture=compact (float32, eval), from a
+    .safetensors model file."""
+    import json
     import stylize_safetensors
     tensors, metadata = stylize_safetensors.read(path)
-    model = model_from_state_dict(tensors)
+    if metadata.get("architecture") == "compact":
+        from stylize_nets.compact import CompactNet
+        model = CompactNet.from_state_dict(tensors, json.loads(metadata["network"]))
+    else:
+        model = model_from_state_dict(tensors)
     model.metadata = metadata
     return model
 

@@ -8,7 +8,8 @@
  *                         the primitives: first_ms)
  *   gflop                 multiply-adds x 2 of the network on the whole frame
  *                         (the classic architecture: nearest upsampling, 3x3
- *                         deconvolutions), so GFLOP/s compare across backends
+ *                         deconvolutions; compact models: the model's
+ *                         multiply-adds per pixel), so GFLOP/s compare across backends
  *                         and modes; tiling overlap and the tin thumbnail are
  *                         overhead, not counted
  *   rss_base_mb           VmRSS once the input and output frames are allocated
@@ -73,9 +74,13 @@ static int parse_size(const char *s, int *w, int *h)
     return sscanf(s, "%dx%d", w, h) == 2 && *w > 0 && *h > 0 ? 0 : -1;
 }
 
-/* 2 x multiply-adds of the classic network (decoder widths = encoder widths) on W x H. */
+/* 2 x multiply-adds of the network on W x H: the classic network from its
+ * widths (decoder widths = encoder widths), a compact one from the model's
+ * multiply-adds per pixel. */
 static double network_gflop(const stylize_model_info *mi, int w, int h)
 {
+    if (!strcmp(mi->architecture, "compact"))
+        return 2 * mi->macs_per_pixel * w * h / 1e9;
     double n1 = (double)w * h;
     long w2 = (w + 1) / 2, h2 = (h + 1) / 2, w3 = (w2 + 1) / 2, h3 = (h2 + 1) / 2;
     double n2 = (double)w2 * h2, n3 = (double)w3 * h3, n2u = 4.0 * n3, n1u = 16.0 * n3;

@@ -185,10 +185,12 @@ static void print_info(stylize_ctx *ctx)
     stylize_get_model_info(ctx, &mi);
     printf("{\"backend\": \"%s\", \"precision\": \"%s\", \"width1\": %d, \"width2\": %d, \"width3\": %d, \"res_blocks\": %d, \"kernel_in\": %d, "
            "\"kernel_out\": %d, \"norm_layers\": %d, \"receptive_radius\": %d, \"parameters\": %zu, "
-           "\"stats_size\": %zu, \"style\": \"%s\", \"license\": \"%s\"}\n",
+           "\"stats_size\": %zu, \"architecture\": \"%s\", \"total_stride\": %d, \"macs_per_pixel\": %.0f, "
+           "\"style\": \"%s\", \"license\": \"%s\"}\n",
            stylize_backend_name(stylize_active_backend(ctx)), stylize_precision_name(stylize_active_precision(ctx)),
            mi.width1, mi.width2, mi.width3, mi.res_blocks, mi.kernel_in, mi.kernel_out, mi.norm_layers,
-           mi.receptive_radius, mi.parameters, stylize_stats_size(ctx), mi.style, mi.license);
+           mi.receptive_radius, mi.parameters, stylize_stats_size(ctx), mi.architecture, mi.total_stride,
+           mi.macs_per_pixel, mi.style, mi.license);
 }
 
 static int parse_int(const char *s, int *out)

@@ -77,10 +77,11 @@ typedef enum stylize_pixfmt {
 typedef struct stylize_options {
     stylize_mode mode;     /* default STYLIZE_MODE_TIN */
     int thumb;             /* TIN thumbnail: longer side in pixels, >= 16, default 512; never upscaled */
-    int tile;              /* tile side in pixels (rounded up to a multiple of 4), default 768;
+    int tile;              /* tile side in pixels (rounded up to a multiple of the model's total
+                              stride: 4 classic, see stylize_model_info), default 768;
                               0 = one tile covering the whole frame */
     int overlap;           /* context around each tile in pixels; -1 = auto: the model's
-                              receptive-field radius (seamless in tin mode). Rounded up to a multiple of 4 */
+                              receptive-field radius (seamless in tin mode). Rounded up to a multiple of the total stride */
     float strength;        /* 0..1: blend of stylized (1) and original (0), default 1 */
     int preserve_color;    /* 1: luminance from the stylized frame, chroma from the original
                               (BT.601 full-range YCbCr, as JPEG); default 0 */
@@ -97,10 +98,12 @@ typedef struct stylize_options {
                               thumb only (stylize_memory_needed tells it). */
 } stylize_options;
 
-/* Model facts, read from the model file. */
+/* Model facts, read from the model file. Fields may be added at the end in
+ * later versions. */
 typedef struct stylize_model_info {
-    int width1, width2, width3; /* channels of the three encoder convs (32, 64, 128 for the classic model) */
-    int res_blocks;             /* number of residual blocks (5 classic) */
+    int width1, width2, width3; /* channels of the three encoder convs (32, 64, 128 for the classic model);
+                                   compact models: of their first three convs */
+    int res_blocks;             /* number of residual blocks (5 classic; compact: residual adds) */
     int kernel_in, kernel_out;  /* first and last conv kernel sizes (9, 9 classic) */
     int norm_layers;            /* instance-norm layers, in network order */
     int receptive_radius;       /* pixels an output pixel depends on in each direction */
@@ -109,6 +112,9 @@ typedef struct stylize_model_info {
     const char *source;         /* idem */
     const char *license;        /* idem */
     const char *path;           /* the file it was loaded from */
+    const char *architecture;   /* "transformer_net" (classic) or "compact" (docs/COMPACT.md) */
+    int total_stride;           /* tiles start on multiples of this (4 classic) */
+    double macs_per_pixel;      /* multiply-adds per input pixel (154 k for the classic model) */
 } stylize_model_info;
 
 /* A frame view. width and height >= 1. For packed formats only data[0] and
@@ -200,7 +206,8 @@ int stylize_load_model(stylize_ctx *ctx, const char *model_path);
 void stylize_get_model_info(const stylize_ctx *ctx, stylize_model_info *info);
 
 /* Instance-norm statistics. Layout: for every instance-norm layer in network
- * order (in1, in2, in3, res1.in1, res1.in2, ..., in4, in5), its C means then
+ * order (in1, in2, in3, res1.in1, res1.in2, ..., in4, in5; compact models:
+ * the norms in layer-list order), its C means then
  * its C variances (biased, of the layer's input), as float. */
 
 /* Number of floats in the statistics of the current model. */

@@ -19,7 +19,8 @@ typedef struct sty_run {
     float *stats;      /* SELF: where to record the statistics (may be NULL); FIXED: read */
     int stats_only;    /* stop after the last instance norm; out is not written */
     float *out;        /* out_h x out_w x 3 floats: the top-left block of the network output */
-    int out_h, out_w;  /* at most the network's output size (4*ceil(ceil(n/2)/2)) */
+    int out_h, out_w;  /* at most the network's output size (4*ceil(ceil(n/2)/2) classic,
+                          total_stride*ceil(n/total_stride) compact) */
 } sty_run;
 
 typedef struct sty_backend_config {
@@ -34,6 +35,9 @@ typedef struct sty_backend_ops {
     int (*available)(void);
     /* Optional: why available() is 0, in a few words (NULL when it is 1). */
     const char *(*unavailable_reason)(void);
+    /* Optional: why this backend cannot run model m (a sentence), or NULL when
+     * it can. AUTO skips a backend that cannot; create refuses such a model. */
+    const char *(*model_unsupported)(const sty_model *m);
     /* Prepare for a model. Unsupported precision: STYLIZE_ERR_UNSUPPORTED with a message. */
     int (*create)(const sty_model *m, const sty_backend_config *cfg, void **state, char *err, size_t err_size);
     void (*destroy)(void *state);

@@ -919,10 +919,21 @@ static int upload_model(cuda_state *st)
            cu_ok(st, A->cuStreamSynchronize(st->stream), "parameters upload");
 }
 
+static const char *cuda_model_unsupported(const sty_model *m)
+{
+    if (m->arch != STY_ARCH_CLASSIC)
+        return "backend 'cuda' does not run compact models yet (use backend=dnnl or ref)";
+    return NULL;
+}
+
 static int cuda_create(const sty_model *m, const sty_backend_config *cfg, void **out, char *err, size_t err_size)
 {
-    const char *why = NULL;
+    const char *why = cuda_model_unsupported(m);
     *out = NULL;
+    if (why) {
+        snprintf(err, err_size, "%s", why);
+        return STYLIZE_ERR_UNSUPPORTED;
+    }
     const sty_cuda_api *a = sty_cuda_load(&why);
     if (!a) {
         snprintf(err, err_size, "cuda backend: %s", why);
@@ -1081,6 +1092,7 @@ const sty_backend_ops sty_backend_cuda = {
     .available = cuda_available,
     .unavailable_reason = cuda_unavailable_reason,
     .active_precision = cuda_active_precision,
+    .model_unsupported = cuda_model_unsupported,
     .create = cuda_create,
     .destroy = cuda_destroy,
     .run = cuda_run,

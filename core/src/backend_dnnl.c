@@ -13,7 +13,8 @@
  * nChw8c for fp32 (the native layouts of the AVX-512 / AVX2 kernels); the
  * same layout is used by every layer, so oneDNN never reorders activations.
  *
- * Layers:
+ * Layers (compact networks, docs/COMPACT.md: see xl_geometry for the
+ * grouped, upsampling and head layers):
  *  - conv1 (k x k), conv2/conv3 (stride 2), residual convs: one convolution.
  *  - nearest x2 upsampling + 3x3 conv (deconv1/2): a 2x2 convolution with 4x
  *    the output channels over the edge-replicated input, then a
@@ -68,8 +69,8 @@
  *
  * Environment (experiments): STYLIZE_DNNL_LAYOUT=nhwc|blocked8|blocked16
  * overrides the activation layout; STYLIZE_DNNL_PROFILE=1 prints the time
- * spent per layer (convolution, depth-to-space / final sum, normalization,
- * border) when the context is destroyed. */
+ * spent per layer (convolution, depth-to-space / final sum / upsampling
+ * copy, normalization, border) when the context is destroyed. */
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -87,16 +88,19 @@
 
 #define A (st->a)
 
-enum xkind { X_CONV, X_SUBPIX, X_FINAL };
+enum xkind { X_CONV, X_SUBPIX, X_FINAL, X_UPSAMPLE, X_HEAD };
 
 /* One model layer as executed (shape-independent). */
 typedef struct xlayer {
     int kind;
-    int kh, kw, stride;
+    int kh, kw, stride, groups;
     int cin, cout; /* the model's channels */
     int xout;      /* channels of the executed convolution: cout, 4*cout (sub-pixel), 3*k (final) */
-    int bin, bout; /* border of the input / output tensor */
+    int bin, bout; /* border of the tensor the convolution reads / of the output tensor */
+    int bsrc;      /* border of the layer's source tensor (bin, except for X_UPSAMPLE) */
     int bout_mode;
+    int bskip;     /* add_skip: border of the skip tensor */
+    int skip_fusable; /* add_skip: the skip has the output's geometry (a binary post-op can add it) */
     float *w_raw, *b_raw; /* executed convolution, oihw fp32 (final layer: b_raw = the 3 biases) */
     float *fscale, *fshift; /* [xout] fixed-mode normalization (norm layers) */
     float *var_floor;     /* per channel: variances up to this are rounding noise (norm layers) */
@@ -115,8 +119,9 @@ typedef struct wentry {
 typedef struct pstep {
     dnnl_primitive_t prim;
     dnnl_memory_t src, dst, bias, scratch, scale, shift, skip;
-    int skip_arg;  /* post-op index of the skip's binary add */
-    int unfused;   /* fixed mode, but the normalization runs as a separate pass */
+    int skip_arg;  /* post-op index of the skip's binary add, -1 none */
+    int norm_po;   /* the fixed-mode normalization is a post-op */
+    int pass;      /* norm / residual add / ReLU run as a separate pass after the convolution */
     wentry *w;
 } pstep;
 
@@ -214,39 +219,94 @@ static void threads_leave(dnnl_state *st)
         A->omp_set_num_threads(st->saved_threads);
 }
 
-/* Executed form of every layer: kinds, borders, transformed weights. */
-static void xl_geometry(const sty_model *m, xlayer *xl)
+/* Executed form of every layer: kinds, borders, transformed weights.
+ * Kinds: X_CONV a plain (possibly grouped) convolution; X_SUBPIX nearest x2
+ * upsampling + 3x3 conv as a 2x2 conv to 4 phases (classic decoder);
+ * X_FINAL the last conv to 3 channels as k x 1 + horizontal sum;
+ * X_UPSAMPLE any other upsampling layer (grouped, other kernels): an
+ * explicit nearest x2 copy into a bordered temporary, then the convolution;
+ * X_HEAD a compact network's last conv into an fp32 temporary, then the
+ * depth-to-space into the caller's output. */
+static int xl_geometry(const sty_model *m, xlayer *xl)
 {
+    const int compact = m->arch == STY_ARCH_COMPACT;
     for (int li = 0; li < m->n_layers; li++) {
-        const sty_conv *c = &m->convs[m->layers[li].conv];
+        const sty_layer *L = &m->layers[li];
+        const sty_conv *c = &m->convs[L->conv];
+        const int last = li == m->n_layers - 1;
         xlayer *X = &xl[li];
         X->cin = c->cin;
         X->cout = c->cout;
         X->stride = c->stride;
-        if (c->upsample) {
+        X->groups = c->groups;
+        X->kh = X->kw = c->k;
+        X->xout = c->cout;
+        X->kind = X_CONV;
+        if (c->upsample && c->groups == 1 && c->k == 3 && c->stride == 1 && !last) {
             X->kind = X_SUBPIX;
             X->kh = X->kw = 2;
             X->xout = 4 * c->cout;
-        } else if (li == m->n_layers - 1 && m->layers[li].norm < 0 && c->cout == 3 && c->stride == 1) {
+        } else if (c->upsample) {
+            X->kind = X_UPSAMPLE;
+        } else if (last && L->norm < 0 && c->cout == 3 && c->stride == 1 && c->groups == 1 && !L->add_skip &&
+                   !L->relu) {
             X->kind = X_FINAL;
-            X->kh = c->k;
             X->kw = 1;
             X->xout = 3 * c->k;
-        } else {
-            X->kind = X_CONV;
-            X->kh = X->kw = c->k;
-            X->xout = c->cout;
+        } else if (last && compact) {
+            X->kind = X_HEAD;
         }
+        X->bin = c->k / 2;
     }
+    /* Borders. A layer's output carries its consumer's border, so each
+     * convolution runs over the stored extent. A stride-1 1x1 convolution
+     * reads a source whose border equals its output's (oneDNN's 1x1 kernels
+     * take no padding; with padding it falls back to a reference kernel), so
+     * such chains pass their border back. An X_UPSAMPLE reads only the
+     * interior of its source: its border is free (FREE), resolved going
+     * forward to the open residual skip's border (so the add fuses), else 0. */
+    enum { FREE = -1 };
+    int *nat = calloc(m->n_layers > 0 ? (size_t)m->n_layers : 1, sizeof(int)); /* wanted source border per layer */
+    if (!nat)
+        return -1;
+    for (int li = m->n_layers - 1; li >= 0; li--) {
+        const xlayer *X = &xl[li];
+        const int next = li + 1 < m->n_layers ? nat[li + 1] : 0;
+        if (X->kind == X_UPSAMPLE)
+            nat[li] = FREE;
+        else if (X->kind == X_CONV && X->kh == 1 && X->stride == 1)
+            nat[li] = next;
+        else
+            nat[li] = X->bin;
+    }
+    int skip_b = -1, prev_bout = nat[0] == FREE ? 0 : nat[0];
     for (int li = 0; li < m->n_layers; li++) {
-        const sty_conv *c = &m->convs[m->layers[li].conv];
-        xl[li].bin = c->k / 2;
+        const sty_layer *L = &m->layers[li];
+        xlayer *X = &xl[li];
+        X->bsrc = prev_bout;
+        if (X->kind != X_UPSAMPLE)
+            X->bin = X->bsrc;
+        if (L->save_skip)
+            skip_b = X->bsrc;
         if (li + 1 < m->n_layers) {
-            const sty_conv *n = &m->convs[m->layers[li + 1].conv];
-            xl[li].bout = n->k / 2;
-            xl[li].bout_mode = n->upsample ? STY_BORDER_REPLICATE : STY_BORDER_REFLECT;
+            const xlayer *N = &xl[li + 1];
+            int want = nat[li + 1];
+            if (want == FREE && nat[li] == FREE && X->kind == X_CONV) /* inside a 1x1 chain: keep its border */
+                want = X->bsrc;
+            else if (want == FREE)
+                want = skip_b >= 0 ? skip_b : 0;
+            X->bout = want;
+            X->bout_mode = N->kind == X_SUBPIX ? STY_BORDER_REPLICATE : STY_BORDER_REFLECT;
         }
+        if (L->add_skip) {
+            X->bskip = skip_b;
+            X->skip_fusable = skip_b == X->bout;
+            skip_b = -1;
+        }
+        prev_bout = X->bout;
     }
+    free(nat);
+    return 0;
 }
 
 /* Sub-pixel weights: nearest x2 upsampling then a 3x3 conv over the
@@ -287,7 +347,7 @@ static void final_weights(const sty_conv *c, float *w)
 
 static size_t xl_wcount(const xlayer *X)
 {
-    return (size_t)X->xout * X->cin * X->kh * X->kw;
+    return (size_t)X->xout * (X->cin / X->groups) * X->kh * X->kw;
 }
 
 /* ------------------------------------------------------------------ plans */
@@ -348,8 +408,12 @@ static int plan_geometry(const sty_model *m, const xlayer *xl, int bf16, int cb,
     for (int i = 0; i < nt; i++)
         p->slot[i] = -1;
     memset(p->slot_bytes, 0, sizeof(p->slot_bytes));
-    int H = h, W = w, cur = 0, skip = -1;
-    tens_init(&p->tens[0], 3, h + 2 * xl[0].bin, w + 2 * xl[0].bin, bf16, cb);
+    int H = sty_model_in_size(m, h), W = sty_model_in_size(m, w), cur = 0, skip = -1;
+    /* the input: planar when it has fewer channels than a block (oneDNN's
+     * first-layer kernels read planar sources; padded blocks get its
+     * reference kernel) */
+    tens_init(&p->tens[0], m->convs[0].cin, H + 2 * xl[0].bsrc, W + 2 * xl[0].bsrc, bf16,
+              cb && m->convs[0].cin < cb ? 1 : cb);
     p->slot[0] = 0;
     p->partial_doubles = 0;
     for (int li = 0; li < m->n_layers; li++) {
@@ -358,6 +422,7 @@ static int plan_geometry(const sty_model *m, const xlayer *xl, int bf16, int cb,
         const xlayer *X = &xl[li];
         const int oh = sty_conv_out_size(c, H), ow = sty_conv_out_size(c, W);
         const int to = 1 + 2 * li, tt = 2 + 2 * li;
+        const int tmp_only = X->kind == X_FINAL || X->kind == X_HEAD; /* no bordered output tensor */
         if (L->save_skip)
             skip = cur;
         int busy[4] = {p->slot[cur], skip >= 0 ? p->slot[skip] : -1, -1, -1}, nb = 2;
@@ -365,15 +430,20 @@ static int plan_geometry(const sty_model *m, const xlayer *xl, int bf16, int cb,
             tens_init(&p->tens[tt], X->xout, H + 2 * X->bin - 1, W + 2 * X->bin - 1, bf16, cb);
         } else if (X->kind == X_FINAL) {
             tens_init(&p->tens[tt], X->xout, H + 2 * X->bin - X->kh + 1, W + 2 * X->bin, 0, bf16 ? 0 : cb);
+        } else if (X->kind == X_UPSAMPLE) {
+            tens_init(&p->tens[tt], X->cin, 2 * H + 2 * X->bin, 2 * W + 2 * X->bin, bf16, cb);
+        } else if (X->kind == X_HEAD) {
+            tens_init(&p->tens[tt], X->cout, oh, ow, 0, bf16 ? 0 : cb);
         }
         if (X->kind != X_CONV) {
             p->slot[tt] = first_free(busy, nb);
             busy[nb++] = p->slot[tt];
         }
-        if (X->kind != X_FINAL) {
+        if (!tmp_only) {
             tens_init(&p->tens[to], X->cout, oh + 2 * X->bout, ow + 2 * X->bout, bf16, cb);
-            if (L->add_skip && (skip < 0 || p->tens[skip].H != p->tens[to].H || p->tens[skip].W != p->tens[to].W ||
-                                p->tens[skip].Cp != p->tens[to].Cp || p->tens[skip].cb != p->tens[to].cb))
+            if (L->add_skip && X->skip_fusable &&
+                (skip < 0 || p->tens[skip].H != p->tens[to].H || p->tens[skip].W != p->tens[to].W ||
+                 p->tens[skip].Cp != p->tens[to].Cp || p->tens[skip].cb != p->tens[to].cb))
                 return -2; /* the skip is added element by element */
             p->slot[to] = first_free(busy, nb);
             if (L->norm >= 0 && !fixed) {
@@ -457,8 +527,11 @@ static wentry *weights_for(dnnl_state *st, int li, const dnnl_memory_desc_t *md)
     e->buf = aligned_alloc(64, (bytes + 63) / 64 * 64);
     dnnl_memory_desc_t umd;
     dnnl_dims_t dims = {X->xout, X->cin, X->kh, X->kw};
+    dnnl_dims_t gdims = {X->groups, X->xout / X->groups, X->cin / X->groups, X->kh, X->kw};
     dnnl_primitive_desc_t rpd = NULL;
-    int ok = e->buf && A->dnnl_memory_desc_init_by_tag(&umd, 4, dims, dnnl_f32, dnnl_oihw) == dnnl_success &&
+    int ok = e->buf &&
+             (X->groups > 1 ? A->dnnl_memory_desc_init_by_tag(&umd, 5, gdims, dnnl_f32, dnnl_goihw)
+                            : A->dnnl_memory_desc_init_by_tag(&umd, 4, dims, dnnl_f32, dnnl_oihw)) == dnnl_success &&
              A->dnnl_memory_create(&e->user, &umd, st->eng, X->w_raw) == dnnl_success &&
              A->dnnl_memory_create(&e->mem, md, st->eng, e->buf) == dnnl_success &&
              A->dnnl_reorder_primitive_desc_create(&rpd, &umd, st->eng, md, st->eng, NULL) == dnnl_success &&
@@ -496,15 +569,20 @@ static int step_create(dnnl_state *st, plan *p, int li)
     const sty_model *m = st->m;
     const sty_layer *L = &m->layers[li];
     const xlayer *X = &st->xl[li];
-    const int fixed = p->fixed && L->norm >= 0;
-    const sty_tens *src = &p->tens[li == 0 ? 0 : 1 + 2 * (li - 1)];
-    const sty_tens *dst = &p->tens[X->kind == X_CONV ? 1 + 2 * li : 2 + 2 * li];
+    /* Post-ops: the fixed-mode norm (multiply, add), the residual add, ReLU.
+     * Layers without a norm always take theirs as post-ops; SELF-mode norm
+     * layers run them in the normalization pass. */
+    const int can_post = (p->fixed || L->norm < 0) && !(L->add_skip && !X->skip_fusable);
+    const sty_tens *src = &p->tens[X->kind == X_UPSAMPLE ? 2 + 2 * li : li == 0 ? 0 : 1 + 2 * (li - 1)];
+    const sty_tens *dst = &p->tens[X->kind == X_CONV || X->kind == X_UPSAMPLE ? 1 + 2 * li : 2 + 2 * li];
     pstep *s = &p->steps[li];
     dnnl_memory_desc_t smd, dmd, wmd, bmd, cmd;
+    const int G = X->groups;
     dnnl_dims_t wdims = {X->xout, X->cin, X->kh, X->kw}, bdims = {X->xout}, cdims = {1, X->xout, 1, 1};
+    dnnl_dims_t gdims = {G, X->xout / G, X->cin / G, X->kh, X->kw};
     int pl = 0, prh = 0, prw = 0;
-    if (X->kind == X_CONV) {
-        pl = X->stride == 1 ? X->bout - X->bin + X->kh / 2 : 2 * X->bout - X->bin + X->kh / 2;
+    if (X->kind == X_CONV || X->kind == X_UPSAMPLE || X->kind == X_HEAD) {
+        pl = X->bout * X->stride - X->bin + X->kh / 2;
         prh = (dst->H - 1) * X->stride + X->kh - src->H - pl;
         prw = (dst->W - 1) * X->stride + X->kw - src->W - pl;
         if (pl < 0 || prh < 0 || prw < 0)
@@ -513,7 +591,8 @@ static int step_create(dnnl_state *st, plan *p, int li)
     dnnl_dims_t strides = {X->stride, X->stride}, padl = {pl, pl}, padr = {prh, prw};
     if (md_for(st, &smd, src) || md_for(st, &dmd, dst))
         return STYLIZE_ERR_BACKEND;
-    if (A->dnnl_memory_desc_init_by_tag(&wmd, 4, wdims, st->bf16 ? dnnl_bf16 : dnnl_f32, dnnl_format_tag_any) ||
+    if ((G > 1 ? A->dnnl_memory_desc_init_by_tag(&wmd, 5, gdims, st->bf16 ? dnnl_bf16 : dnnl_f32, dnnl_format_tag_any)
+               : A->dnnl_memory_desc_init_by_tag(&wmd, 4, wdims, st->bf16 ? dnnl_bf16 : dnnl_f32, dnnl_format_tag_any)) ||
         A->dnnl_memory_desc_init_by_tag(&bmd, 1, bdims, dnnl_f32, dnnl_a) ||
         A->dnnl_memory_desc_init_by_tag(&cmd, 4, cdims, dnnl_f32, dnnl_nchw))
         return STYLIZE_ERR_BACKEND;
@@ -525,7 +604,7 @@ static int step_create(dnnl_state *st, plan *p, int li)
     dnnl_post_ops_t po = NULL;
     dnnl_primitive_desc_t pd = NULL;
     int r = STYLIZE_ERR_BACKEND;
-    for (int fuse = fixed; fuse >= 0; fuse--) {
+    for (int fuse = can_post; fuse >= 0; fuse--) {
         if (pd)
             A->dnnl_primitive_desc_destroy(pd), pd = NULL;
         if (po)
@@ -536,16 +615,12 @@ static int step_create(dnnl_state *st, plan *p, int li)
         if (A->dnnl_primitive_attr_create(&attr) || A->dnnl_post_ops_create(&po) ||
             A->dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user))
             goto done;
-        if (fuse) {
+        s->norm_po = fuse && L->norm >= 0;
+        if (s->norm_po) {
             if (A->dnnl_post_ops_append_binary(po, dnnl_binary_mul, &cmd) ||
                 A->dnnl_post_ops_append_binary(po, dnnl_binary_add, &cmd))
                 goto done;
             npo = 2;
-        }
-        if ((fuse || L->norm < 0) && L->relu) {
-            if (A->dnnl_post_ops_append_eltwise(po, 1.f, dnnl_eltwise_relu, 0.f, 0.f))
-                goto done;
-            npo++;
         }
         s->skip_arg = -1;
         if (fuse && L->add_skip) {
@@ -553,14 +628,20 @@ static int step_create(dnnl_state *st, plan *p, int li)
                 goto done;
             s->skip_arg = npo++;
         }
+        if (fuse && L->relu) {
+            if (A->dnnl_post_ops_append_eltwise(po, 1.f, dnnl_eltwise_relu, 0.f, 0.f))
+                goto done;
+            npo++;
+        }
         if (A->dnnl_primitive_attr_set_post_ops(attr, po) ||
             A->dnnl_primitive_desc_create(&pd, &cd, attr, st->eng, NULL))
             continue;
         const char *impl = "";
         A->dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl);
-        if (fuse && !strncmp(impl, "ref", 3))
+        if (fuse && npo && !strncmp(impl, "ref", 3))
             continue; /* a reference kernel: much slower than the unfused path */
-        s->unfused = fixed && !fuse;
+        /* the norm / add / ReLU run as a separate pass after the convolution */
+        s->pass = !fuse && (L->norm >= 0 || L->add_skip || L->relu);
         break;
     }
     if (!pd || A->dnnl_primitive_create(&s->prim, pd))
@@ -581,7 +662,7 @@ static int step_create(dnnl_state *st, plan *p, int li)
         goto done;
     if (X->kind != X_FINAL && A->dnnl_memory_create(&s->bias, &bmd, st->eng, X->b_raw))
         goto done;
-    if (fixed && !s->unfused &&
+    if (s->norm_po &&
         (A->dnnl_memory_create(&s->scale, &cmd, st->eng, X->fscale) ||
          A->dnnl_memory_create(&s->shift, &cmd, st->eng, X->fshift)))
         goto done;
@@ -721,11 +802,22 @@ static int exec_step(dnnl_state *st, plan *p, int li, void *src, void *dst, void
     return A->dnnl_primitive_execute(s->prim, st->strm, n, args) ? STYLIZE_ERR_BACKEND : STYLIZE_OK;
 }
 
-/* SELF mode: statistics of t's interior, recorded, then normalization. */
-static int self_norm(dnnl_state *st, const sty_kern_ctx *k, const sty_run *r, int li, const sty_tens *t, int b,
-                     const sty_tens *skip)
+/* The pass after a convolution whose norm / residual add / ReLU are not
+ * post-ops: SELF mode statistics of t's interior (recorded), or the fixed
+ * ones; then normalization, the skip, ReLU. A layer without a norm gets
+ * scale 1, shift 0. Returns 1 when a stats_only run is done. */
+static int layer_pass(dnnl_state *st, const sty_kern_ctx *k, const sty_run *r, int li, const sty_tens *t, int b,
+                      const sty_tens *skip, int bskip)
 {
     const sty_layer *L = &st->m->layers[li];
+    memset(st->scale, 0, sizeof(float) * (size_t)t->Cp);
+    memset(st->shift, 0, sizeof(float) * (size_t)t->Cp);
+    if (L->norm < 0) {
+        for (int c = 0; c < t->C; c++)
+            st->scale[c] = 1;
+        sty_k_apply(k, t, b, st->scale, st->shift, L->relu, skip, bskip);
+        return 0;
+    }
     const sty_norm *n = &st->m->norms[L->norm];
     float mean[STY_MAX_WIDTH], var[STY_MAX_WIDTH];
     if (r->norm == STY_NORM_FIXED) { /* a fixed-mode layer that could not be fused */
@@ -740,14 +832,12 @@ static int self_norm(dnnl_state *st, const sty_kern_ctx *k, const sty_run *r, in
     }
     if (r->stats_only && li == st->last_norm_layer)
         return 1;
-    memset(st->scale, 0, sizeof(float) * (size_t)t->Cp);
-    memset(st->shift, 0, sizeof(float) * (size_t)t->Cp);
     for (int c = 0; c < n->c; c++) {
         double sc = norm_scale(&st->xl[li], n, c, var[c]);
         st->scale[c] = (float)sc;
         st->shift[c] = (float)(n->beta[c] - mean[c] * sc);
     }
-    sty_k_apply(k, t, b, st->scale, st->shift, L->relu, skip);
+    sty_k_apply(k, t, b, st->scale, st->shift, L->relu, skip, bskip);
     return 0;
 }
 
@@ -758,22 +848,33 @@ static int run_plan(dnnl_state *st, plan *p, const sty_run *r)
     for (int i = 0; i < 1 + 2 * m->n_layers; i++)
         p->tens[i].p = p->slot[i] >= 0 ? st->slot[p->slot[i]] : NULL;
     double t0 = st->profile ? now_s() : 0, t1;
-    sty_k_input(&k, r->in, r->h, r->w, &p->tens[0], st->xl[0].bin);
+    sty_k_input(&k, r->in, r->h, r->w, m->space_to_depth, &p->tens[0], st->xl[0].bsrc);
     if (st->profile) {
         t1 = now_s();
         st->prof_input += t1 - t0;
         t0 = t1;
         st->prof_runs++;
     }
-    int cur = 0, skip = -1, ret;
+    int cur = 0, skip = -1, skip_b = 0, ret;
     for (int li = 0; li < m->n_layers; li++) {
         const sty_layer *L = &m->layers[li];
         const xlayer *X = &st->xl[li];
         const sty_tens *out = &p->tens[1 + 2 * li], *tmp = &p->tens[2 + 2 * li];
-        const int self = L->norm >= 0 && (!p->fixed || p->steps[li].unfused);
-        if (L->save_skip)
+        const int direct = X->kind == X_CONV || X->kind == X_UPSAMPLE; /* the convolution writes `out` */
+        if (L->save_skip) {
             skip = cur;
-        if ((ret = exec_step(st, p, li, p->tens[cur].p, X->kind == X_CONV ? out->p : tmp->p,
+            skip_b = X->bsrc;
+        }
+        if (X->kind == X_UPSAMPLE) {
+            sty_k_upsample(&k, &p->tens[cur], X->bsrc, tmp, X->bin);
+            sty_k_border(&k, tmp, X->bin, STY_BORDER_REFLECT);
+            if (st->profile) { /* counted with the passes (shuffle column) */
+                t1 = now_s();
+                st->prof_pass[3 * li] += t1 - t0;
+                t0 = t1;
+            }
+        }
+        if ((ret = exec_step(st, p, li, X->kind == X_UPSAMPLE ? tmp->p : p->tens[cur].p, direct ? out->p : tmp->p,
                              skip >= 0 ? p->tens[skip].p : NULL)))
             return ret;
         if (st->profile) {
@@ -781,8 +882,11 @@ static int run_plan(dnnl_state *st, plan *p, const sty_run *r)
             st->prof_conv[li] += t1 - t0;
             t0 = t1;
         }
-        if (X->kind == X_FINAL) {
-            sty_k_final(&k, tmp, X->kh, X->b_raw, r->out, r->out_h, r->out_w);
+        if (X->kind == X_FINAL || X->kind == X_HEAD) {
+            if (X->kind == X_FINAL)
+                sty_k_final(&k, tmp, X->kh, X->b_raw, r->out, r->out_h, r->out_w);
+            else
+                sty_k_depth_to_space(&k, tmp, m->pixel_shuffle, r->out, r->out_h, r->out_w);
             if (st->profile)
                 st->prof_pass[3 * li] += now_s() - t0;
             break;
@@ -794,7 +898,8 @@ static int run_plan(dnnl_state *st, plan *p, const sty_run *r)
             st->prof_pass[3 * li] += t1 - t0;
             t0 = t1;
         }
-        if (self && self_norm(st, &k, r, li, out, X->bout, L->add_skip ? &p->tens[skip] : NULL))
+        if (p->steps[li].pass &&
+            layer_pass(st, &k, r, li, out, X->bout, L->add_skip ? &p->tens[skip] : NULL, skip_b))
             return STYLIZE_OK; /* stats_only: done */
         if (st->profile) {
             t1 = now_s();
@@ -818,7 +923,7 @@ static int dnnl_run(void *opaque, const sty_run *r)
 {
     dnnl_state *st = opaque;
     const int fixed = r->norm == STY_NORM_FIXED;
-    if (fixed && r->stats_only)
+    if (r->stats_only && (fixed || st->last_norm_layer < 0))
         return STYLIZE_OK;
     if (fixed && !r->stats)
         return STYLIZE_ERR_INVALID_ARG;
@@ -887,44 +992,50 @@ static void dnnl_destroy(void *opaque)
 /* Per norm layer and channel, the variance that rounding alone can produce
  * when the layer's input is uniform (see "Rounding noise" above). Bounds of
  * |input| per channel are propagated through the network: 255 for the
- * image, |beta| + |gamma| after a norm (plus the skip's bound after a
- * residual add). */
+ * image, |beta| + |gamma| after a norm, sum |w| * bound + |bias| after a
+ * conv without one (plus the skip's bound after a residual add). */
 static int noise_floors(dnnl_state *st)
 {
     const sty_model *m = st->m;
     const double rel = st->bf16 ? 1.0 / 4096 : 1.0 / 65536;
-    double a[STY_MAX_WIDTH], skip[STY_MAX_WIDTH];
-    int na = 3;
-    for (int c = 0; c < 3; c++)
+    double a[STY_MAX_WIDTH], skip[STY_MAX_WIDTH], mag[STY_MAX_WIDTH];
+    int na = m->convs[0].cin;
+    for (int c = 0; c < na; c++)
         a[c] = 255;
     for (int li = 0; li < m->n_layers; li++) {
         const sty_layer *L = &m->layers[li];
         const sty_conv *c = &m->convs[L->conv];
+        const int cig = c->cin / c->groups, cog = c->cout / c->groups, kk = c->k * c->k;
+        xlayer *X = &st->xl[li];
         if (L->save_skip)
             memcpy(skip, a, sizeof(double) * (size_t)na);
-        if (L->norm < 0)
-            continue;
-        const sty_norm *n = &m->norms[L->norm];
-        xlayer *X = &st->xl[li];
-        if (!(X->var_floor = malloc(sizeof(float) * (size_t)n->c)))
-            return -1;
+        /* mag[o]: bound of |conv output o - bias o| from the bounds of its inputs */
         for (int o = 0; o < c->cout; o++) {
-            double mag = 0;
-            if (!st->bf16 && X->kind != X_SUBPIX) {
-                X->var_floor[o] = 0;
-                continue;
-            }
-            for (int i = 0; i < c->cin && i < na; i++) {
+            double sum = 0;
+            for (int i = 0; i < cig; i++) {
                 double sw = 0;
-                for (int t = 0; t < c->k * c->k; t++)
-                    sw += fabs(c->weight[((size_t)o * c->cin + i) * c->k * c->k + t]);
-                mag += sw * a[i];
+                for (int t = 0; t < kk; t++)
+                    sw += fabs(c->weight[((size_t)o * cig + i) * kk + t]);
+                sum += sw * a[(o / cog) * cig + i];
             }
-            X->var_floor[o] = (float)(rel * mag * rel * mag);
+            mag[o] = sum;
         }
-        for (int o = 0; o < n->c; o++)
-            a[o] = fabs(n->beta[o]) + fabs(n->gamma[o]) + (L->add_skip ? skip[o] : 0);
-        na = n->c;
+        if (L->norm >= 0) {
+            const sty_norm *n = &m->norms[L->norm];
+            if (!(X->var_floor = malloc(sizeof(float) * (size_t)n->c)))
+                return -1;
+            for (int o = 0; o < c->cout; o++) {
+                const int noisy = st->bf16 || X->kind == X_SUBPIX;
+                X->var_floor[o] = noisy ? (float)(rel * mag[o] * rel * mag[o]) : 0.0f;
+                a[o] = fabs(n->beta[o]) + fabs(n->gamma[o]);
+            }
+        } else {
+            for (int o = 0; o < c->cout; o++)
+                a[o] = mag[o] + fabs(c->bias[o]);
+        }
+        for (int o = 0; o < c->cout; o++)
+            a[o] += L->add_skip ? skip[o] : 0;
+        na = c->cout;
     }
     return 0;
 }
@@ -984,7 +1095,8 @@ static int dnnl_create(const sty_model *m, const sty_backend_config *cfg, void *
     st->fixed_stats = calloc(m->stats_size ? m->stats_size : 1, sizeof(float));
     if (!st->xl || !st->scale || !st->shift || !st->fixed_stats)
         goto nomem;
-    xl_geometry(m, st->xl);
+    if (xl_geometry(m, st->xl))
+        goto nomem;
     st->last_norm_layer = -1;
     if (getenv("STYLIZE_DNNL_PROFILE") && atoi(getenv("STYLIZE_DNNL_PROFILE")) > 0) {
         st->profile = 1;
@@ -999,11 +1111,6 @@ static int dnnl_create(const sty_model *m, const sty_backend_config *cfg, void *
         xlayer *X = &st->xl[li];
         if (L->norm >= 0)
             st->last_norm_layer = li;
-        if (X->kind == X_SUBPIX && (c->k != 3 || X->bin != 1)) {
-            snprintf(err, err_size, "dnnl backend: upsampling layers must have 3x3 kernels");
-            dnnl_destroy(st);
-            return STYLIZE_ERR_UNSUPPORTED;
-        }
         X->w_raw = malloc(sizeof(float) * xl_wcount(X));
         X->b_raw = malloc(sizeof(float) * (size_t)X->xout);
         if (!X->w_raw || !X->b_raw)
@@ -1046,9 +1153,10 @@ static size_t dnnl_workspace_bytes(const sty_model *m, int h, int w)
     plan p;
     size_t total = 0;
     memset(&p, 0, sizeof(p));
-    if (!xl)
+    if (!xl || xl_geometry(m, xl)) {
+        free(xl);
         return (size_t)-1;
-    xl_geometry(m, xl);
+    }
     /* fp32 with 16-channel blocks: the largest of the layouts this backend uses */
     for (int fixed = 0; fixed < 2; fixed++) {
         size_t t = 0;

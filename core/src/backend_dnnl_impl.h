@@ -76,9 +76,18 @@ typedef struct sty_kern_ctx {
 
 enum { STY_BORDER_REFLECT, STY_BORDER_REPLICATE };
 
-/* in: h x w x 3 floats (RGB, rows packed) -> t (3 channels) with a border of
- * b on every side by mirrored-periodic reflection. */
-void sty_k_input(const sty_kern_ctx *k, const float *in, int h, int w, const sty_tens *t, int b);
+/* in: h x w x 3 floats (RGB, rows packed) -> t with a border of b on every
+ * side by mirrored-periodic reflection. S > 1 (compact networks): the image
+ * extended by reflection to a multiple of S (and beyond, to t's interior
+ * times S), then space-to-depth: t has 3*S*S channels, channel
+ * c*S*S + dy*S + dx of pixel (y, x) holds colour c of pixel (S*y+dy, S*x+dx). */
+void sty_k_input(const sty_kern_ctx *k, const float *in, int h, int w, int S, const sty_tens *t, int b);
+/* Nearest x2 upsampling of src's interior (border bs) into dst's interior
+ * (border bd; same channels and layout); dst's border is not written. */
+void sty_k_upsample(const sty_kern_ctx *k, const sty_tens *src, int bs, const sty_tens *dst, int bd);
+/* Depth-to-space of t (fp32, no border, 3*P*P channels) into out_h x out_w x 3
+ * floats: out(y, x, c) = t(y/P, x/P, c*P*P + (y%P)*P + x%P). */
+void sty_k_depth_to_space(const sty_kern_ctx *k, const sty_tens *t, int P, float *out, int out_h, int out_w);
 /* Fill the border (b wide) of t around its interior (storage minus 2b) from
  * the interior: mirrored-periodic reflection or edge replication. */
 void sty_k_border(const sty_kern_ctx *k, const sty_tens *t, int b, int mode);
@@ -88,9 +97,10 @@ void sty_k_border(const sty_kern_ctx *k, const sty_tens *t, int b, int mode);
  * on the number of threads. partial: >= sty_k_stats_partial(t) doubles. */
 size_t sty_k_stats_partial(const sty_tens *t);
 void sty_k_stats(const sty_kern_ctx *k, const sty_tens *t, int b, double *partial, float *mean, float *var);
-/* Interior of t: v = v * scale[c] + shift[c]; relu; + skip (same geometry) when skip != NULL. */
+/* Interior of t: v = v * scale[c] + shift[c]; + skip's interior (border
+ * bskip, same interior size and layout) when skip != NULL; then ReLU. */
 void sty_k_apply(const sty_kern_ctx *k, const sty_tens *t, int b, const float *scale, const float *shift, int relu,
-                 const sty_tens *skip);
+                 const sty_tens *skip, int bskip);
 /* Depth-to-space of the sub-pixel deconvolution: y holds 4*C channels
  * ordered (row phase, column phase, c); pixel (i, j) phase (pr, pc) goes to
  * dst pixel (2i + off + pr, 2j + off + pc). Rows/columns falling outside dst are dropped. */

@@ -47,7 +47,7 @@ static int border_src(long i, long n, int mode)
 
 typedef struct input_job {
     const float *in;
-    int h, w, b;
+    int h, w, S, b, hs, ws; /* hs x ws: t's interior (the space-to-depth map) */
     const sty_tens *t;
 } input_job;
 
@@ -56,25 +56,70 @@ static void input_task(void *arg, int row)
 {
     const input_job *j = arg;
     const sty_tens *t = j->t;
-    const float *src = j->in + (size_t)sty_reflect(row - j->b, j->h) * j->w * 3;
-    for (int x = 0; x < t->W; x++) {
-        int sx = x >= j->b && x < j->b + j->w ? x - j->b : sty_reflect(x - j->b, j->w);
-        for (int c = 0; c < 3; c++) {
-            size_t o = pix_offset(t, c, row, x);
-            if (t->bf16)
-                ((uint16_t *)t->p)[o] = sty_f2bf(src[sx * 3 + c]);
-            else
-                ((float *)t->p)[o] = src[sx * 3 + c];
+    const int S = j->S, ss = S * S;
+    const int ys = sty_reflect(row - j->b, j->hs);
+    for (int dy = 0; dy < S; dy++) {
+        const float *src = j->in + (size_t)sty_reflect((long)S * ys + dy, j->h) * j->w * 3;
+        for (int x = 0; x < t->W; x++) {
+            const int xs = x >= j->b && x < j->b + j->ws ? x - j->b : sty_reflect(x - j->b, j->ws);
+            for (int dx = 0; dx < S; dx++) {
+                const int sx = sty_reflect((long)S * xs + dx, j->w);
+                for (int c = 0; c < 3; c++) {
+                    size_t o = pix_offset(t, c * ss + dy * S + dx, row, x);
+                    if (t->bf16)
+                        ((uint16_t *)t->p)[o] = sty_f2bf(src[sx * 3 + c]);
+                    else
+                        ((float *)t->p)[o] = src[sx * 3 + c];
+                }
+            }
         }
     }
 }
 
-void sty_k_input(const sty_kern_ctx *k, const float *in, int h, int w, const sty_tens *t, int b)
+void sty_k_input(const sty_kern_ctx *k, const float *in, int h, int w, int S, const sty_tens *t, int b)
 {
-    input_job j = {in, h, w, b, t};
-    if (t->Cp > 3) /* padded channels stay zero */
+    input_job j = {in, h, w, S, b, t->H - 2 * b, t->W - 2 * b, t};
+    if (t->Cp > t->C) /* padded channels stay zero */
         memset(t->p, 0, (size_t)t->Cp * t->H * t->W * (t->bf16 ? 2 : 4));
     sty_dnnl_parallel(k->api, k->threads, t->H, input_task, &j);
+}
+
+/* ------------------------------------------------------------- upsample */
+
+typedef struct upsample_job {
+    const sty_tens *s, *d;
+    int bs, bd;
+} upsample_job;
+
+INLINE void upsample_row(char *d, const char *s, int wi, const size_t pix)
+{
+    for (int x = 0; x < wi; x++)
+        memcpy(d + (size_t)x * pix, s + (size_t)(x / 2) * pix, pix);
+}
+
+/* One source row of one channel block -> two destination rows. */
+MULTIVERSION
+static void upsample_task(void *arg, int task)
+{
+    const upsample_job *j = arg;
+    const sty_tens *s = j->s, *d = j->d;
+    const int hs = s->H - 2 * j->bs, wi = d->W - 2 * j->bd, blk = task / hs, y = task % hs;
+    const size_t esz = d->bf16 ? 2 : 4, pix = (size_t)d->cb * esz;
+    const char *srow = (const char *)s->p + (((size_t)blk * s->H + (size_t)(y + j->bs)) * s->W + j->bs) * pix;
+    char *drow = (char *)d->p + (((size_t)blk * d->H + (size_t)(2 * y + j->bd)) * d->W + j->bd) * pix;
+    switch (pix) { /* constant sizes: the copies inline */
+    case 32: upsample_row(drow, srow, wi, 32); break;
+    case 64: upsample_row(drow, srow, wi, 64); break;
+    case 128: upsample_row(drow, srow, wi, 128); break;
+    default: upsample_row(drow, srow, wi, pix); break;
+    }
+    memcpy(drow + (size_t)d->W * pix, drow, (size_t)wi * pix);
+}
+
+void sty_k_upsample(const sty_kern_ctx *k, const sty_tens *src, int bs, const sty_tens *dst, int bd)
+{
+    upsample_job j = {src, dst, bs, bd};
+    sty_dnnl_parallel(k->api, k->threads, (dst->Cp / dst->cb) * (src->H - 2 * bs), upsample_task, &j);
 }
 
 /* --------------------------------------------------------------- border */
@@ -204,7 +249,7 @@ void sty_k_stats(const sty_kern_ctx *k, const sty_tens *t, int b, double *partia
 
 typedef struct apply_job {
     const sty_tens *t, *skip;
-    int b, hi, wi, relu;
+    int b, hi, wi, relu, bskip;
     const float *scale, *shift;
 } apply_job;
 
@@ -219,10 +264,10 @@ INLINE void apply_row(void *row, const void *skrow, int wi, const int cb, const 
         for (int x = 0; x < wi; x++)
             for (int c = 0; c < cb; c++) {
                 float v = p[x * cb + c] * sc[c] + sh[c];
-                if (relu)
-                    v = v > 0 ? v : 0;
                 if (skip)
                     v += k[x * cb + c];
+                if (relu)
+                    v = v > 0 ? v : 0;
                 p[x * cb + c] = v;
             }
     } else {
@@ -231,10 +276,10 @@ INLINE void apply_row(void *row, const void *skrow, int wi, const int cb, const 
         for (int x = 0; x < wi; x++)
             for (int c = 0; c < cb; c++) {
                 float v = sty_bf2f(p[x * cb + c]) * sc[c] + sh[c];
-                if (relu)
-                    v = v > 0 ? v : 0;
                 if (skip)
                     v += sty_bf2f(k[x * cb + c]);
+                if (relu)
+                    v = v > 0 ? v : 0;
                 p[x * cb + c] = sty_f2bf(v);
             }
     }
@@ -249,7 +294,9 @@ INLINE void apply_task_impl(const apply_job *j, int task, const int cb, const in
     memcpy(sc, j->scale + (size_t)blk * cb, sizeof(float) * (size_t)cb);
     memcpy(sh, j->shift + (size_t)blk * cb, sizeof(float) * (size_t)cb);
     void *row = (char *)t->p + o * esz;
-    const void *sk = j->skip ? (const char *)j->skip->p + o * esz : NULL;
+    const sty_tens *k = j->skip;
+    const void *sk = k ? (const char *)k->p + ((((size_t)blk * k->H + (size_t)(y - j->b + j->bskip)) * k->W +
+                                               (size_t)j->bskip) * cb) * esz : NULL;
     if (j->relu && sk)
         apply_row(row, sk, j->wi, cb, sc, sh, 1, 1, bf);
     else if (j->relu)
@@ -273,9 +320,9 @@ static void apply_task(void *arg, int task)
 }
 
 void sty_k_apply(const sty_kern_ctx *k, const sty_tens *t, int b, const float *scale, const float *shift, int relu,
-                 const sty_tens *skip)
+                 const sty_tens *skip, int bskip)
 {
-    apply_job j = {t, skip, b, t->H - 2 * b, t->W - 2 * b, relu, scale, shift};
+    apply_job j = {t, skip, b, t->H - 2 * b, t->W - 2 * b, relu, bskip, scale, shift};
     sty_dnnl_parallel(k->api, k->threads, (t->Cp / t->cb) * j.hi, apply_task, &j);
 }
 
@@ -381,4 +428,46 @@ void sty_k_final(const sty_kern_ctx *k, const sty_tens *t, int kw, const float *
         for (int kx = 0; kx < kw; kx++)
             j.off[c][kx] = pix_offset(t, c * kw + kx, 0, kx);
     sty_dnnl_parallel(k->api, k->threads, out_h, final_task, &j);
+}
+
+/* ------------------------------------------------------- depth to space */
+
+typedef struct d2s_job {
+    const sty_tens *t;
+    int P, out_w;
+    float *out;
+} d2s_job;
+
+MULTIVERSION
+static void d2s_task(void *arg, int y)
+{
+    const d2s_job *j = arg;
+    const sty_tens *t = j->t;
+    const int P = j->P, pp = P * P, dy = y % P;
+    const float *tp = t->p;
+    float *o = j->out + (size_t)y * j->out_w * 3;
+    if (t->Cp == t->cb) { /* one channel block (NHWC, or <= 16 channels blocked): pixels are contiguous */
+        const float *row = tp + (size_t)(y / P) * t->W * t->cb;
+        size_t off[4][3];
+        for (int dx = 0; dx < P; dx++)
+            for (int c = 0; c < 3; c++)
+                off[dx][c] = (size_t)(c * pp + dy * P + dx);
+        for (int x = 0; x < j->out_w; x++) {
+            const float *px = row + (size_t)(x / P) * t->cb;
+            const size_t *q = off[x % P];
+            o[x * 3 + 0] = px[q[0]];
+            o[x * 3 + 1] = px[q[1]];
+            o[x * 3 + 2] = px[q[2]];
+        }
+        return;
+    }
+    for (int x = 0; x < j->out_w; x++)
+        for (int c = 0; c < 3; c++)
+            o[x * 3 + c] = tp[pix_offset(t, c * pp + dy * P + x % P, y / P, x / P)];
+}
+
+void sty_k_depth_to_space(const sty_kern_ctx *k, const sty_tens *t, int P, float *out, int out_h, int out_w)
+{
+    d2s_job j = {t, P, out_w, out};
+    sty_dnnl_parallel(k->api, k->threads, out_h, d2s_task, &j);
 }

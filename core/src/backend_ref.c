@@ -1,6 +1,10 @@
 /* Reference backend: the network in portable fp32 C on a thread pool.
  * Activations are NHWC in three rotating buffers sized by walking the layer
- * list; they grow to the largest crop seen and are then reused. */
+ * list; they grow to the largest crop seen and are then reused. Compact
+ * networks (docs/COMPACT.md) add two rearrangements: the crop, extended by
+ * reflection to a multiple of the total stride, goes through space-to-depth
+ * into the first conv's input buffer, and the last conv writes a buffer
+ * whose depth-to-space is cropped into the caller's output. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +24,7 @@ typedef struct ref_state {
     sty_pool *pool;
     int threads;
     float **packed, **bias_padded; /* per conv; NULL for the small kernel */
+    float **gpacked;               /* per grouped conv: [k*k][cin/groups][cout] */
     int *coutp;
     int *dst_slot;                 /* per layer, from plan_slots() */
     /* working memory, grown on demand */
@@ -32,11 +37,13 @@ typedef struct ref_state {
     double *partial;
     size_t partial_cap;
     float *scale, *shift;
+    float *in_buf, *final_buf;     /* compact: rearranged input, last conv's output */
+    size_t in_cap, final_cap;
 } ref_state;
 
 static int uses_blocked_kernel(const sty_conv *c)
 {
-    return c->cout >= STY_CONV_BLOCK;
+    return c->groups == 1 && c->cout >= STY_CONV_BLOCK;
 }
 
 static void ref_destroy(void *opaque)
@@ -48,9 +55,13 @@ static void ref_destroy(void *opaque)
     for (int i = 0; st->packed && i < st->m->n_convs; i++) {
         free(st->packed[i]);
         free(st->bias_padded[i]);
+        free(st->gpacked[i]);
     }
     free(st->packed);
     free(st->bias_padded);
+    free(st->gpacked);
+    free(st->in_buf);
+    free(st->final_buf);
     free(st->coutp);
     free(st->dst_slot);
     for (int i = 0; i < NSLOTS; i++)
@@ -94,6 +105,7 @@ static int ref_create(const sty_model *m, const sty_backend_config *cfg, void **
     st->pool = sty_pool_create(threads);
     st->packed = calloc((size_t)m->n_convs, sizeof(*st->packed));
     st->bias_padded = calloc((size_t)m->n_convs, sizeof(*st->bias_padded));
+    st->gpacked = calloc((size_t)m->n_convs, sizeof(*st->gpacked));
     st->coutp = calloc((size_t)m->n_convs, sizeof(*st->coutp));
     st->dst_slot = calloc((size_t)m->n_layers, sizeof(*st->dst_slot));
     int cmax = 3;
@@ -101,10 +113,17 @@ static int ref_create(const sty_model *m, const sty_backend_config *cfg, void **
         cmax = m->convs[i].cout > cmax ? m->convs[i].cout : cmax;
     st->scale = malloc(sizeof(float) * (size_t)cmax);
     st->shift = malloc(sizeof(float) * (size_t)cmax);
-    if (!st->pool || !st->packed || !st->bias_padded || !st->coutp || !st->dst_slot || !st->scale || !st->shift)
+    if (!st->pool || !st->packed || !st->bias_padded || !st->gpacked || !st->coutp || !st->dst_slot || !st->scale || !st->shift)
         goto nomem;
     for (int i = 0; i < m->n_convs; i++) {
         const sty_conv *c = &m->convs[i];
+        if (c->groups > 1) {
+            st->gpacked[i] = malloc(sizeof(float) * (size_t)c->k * c->k * (c->cin / c->groups) * c->cout);
+            if (!st->gpacked[i])
+                goto nomem;
+            sty_conv_pack_grouped(c->weight, c->cout, c->cin / c->groups, c->k, st->gpacked[i]);
+            continue;
+        }
         if (!uses_blocked_kernel(c))
             continue;
         int coutp = (c->cout + STY_CONV_BLOCK - 1) / STY_CONV_BLOCK * STY_CONV_BLOCK;
@@ -131,12 +150,17 @@ typedef struct plan_info {
     size_t tab_ints;
     size_t scratch_floats;
     size_t partial_doubles;
+    size_t in_floats, final_floats; /* compact: rearranged input, last conv's output */
 } plan_info;
 
 static void plan_slots(const sty_model *m, int h, int w, int *dst_slot, plan_info *pi)
 {
     int cur = -1, skip = -1;
     memset(pi, 0, sizeof(*pi));
+    h = sty_model_in_size(m, h);
+    w = sty_model_in_size(m, w);
+    if (m->arch == STY_ARCH_COMPACT)
+        pi->in_floats = (size_t)h * w * m->convs[0].cin;
     for (int li = 0; li < m->n_layers; li++) {
         const sty_layer *L = &m->layers[li];
         const sty_conv *c = &m->convs[L->conv];
@@ -164,6 +188,8 @@ static void plan_slots(const sty_model *m, int h, int w, int *dst_slot, plan_inf
             if (need > pi->slot_floats[dst])
                 pi->slot_floats[dst] = need;
         }
+        if (li == m->n_layers - 1 && m->arch == STY_ARCH_COMPACT)
+            pi->final_floats = (size_t)oh * ow * c->cout;
         dst_slot[li] = dst;
         if (L->add_skip)
             skip = -1;
@@ -203,7 +229,9 @@ static int ensure_workspace(ref_state *st, int h, int w)
         st->scratch = p;
         st->scratch_cap = pi.scratch_floats;
     }
-    if (grow((void **)&st->partial, &st->partial_cap, pi.partial_doubles, sizeof(double)))
+    if (grow((void **)&st->partial, &st->partial_cap, pi.partial_doubles, sizeof(double)) ||
+        grow((void **)&st->in_buf, &st->in_cap, pi.in_floats, sizeof(float)) ||
+        grow((void **)&st->final_buf, &st->final_cap, pi.final_floats, sizeof(float)))
         return -1;
     return 0;
 }
@@ -217,7 +245,8 @@ static size_t ref_workspace_bytes(const sty_model *m, int h, int w)
     plan_slots(m, h, w, slots, &pi);
     free(slots);
     return sizeof(float) * (pi.slot_floats[0] + pi.slot_floats[1] + pi.slot_floats[2]) +
-           2 * sizeof(int) * pi.tab_ints + sizeof(double) * pi.partial_doubles;
+           2 * sizeof(int) * pi.tab_ints + sizeof(double) * pi.partial_doubles +
+           sizeof(float) * (pi.in_floats + pi.final_floats);
 }
 
 /* pad[j] = source index of padded (and, when upsampling, upsampled) position j. */
@@ -278,10 +307,10 @@ static void apply_task_fn(void *arg, int row, int thread)
     for (int i = 0; i < t->row_px; i++, p += t->c) {
         for (int ch = 0; ch < t->c; ch++) {
             float v = p[ch] * scale[ch] + shift[ch];
-            if (t->relu && v < 0)
-                v = 0;
             if (s)
                 v += s[ch];
+            if (t->relu && v < 0)
+                v = 0;
             p[ch] = v;
         }
         if (s)
@@ -314,21 +343,62 @@ static void channel_stats(ref_state *st, norm_task *t, float *mean_out, float *v
         mean_out[ch] = (float)mean[ch];
 }
 
+/* Compact input: the crop extended by reflection to in_h*S x in_w*S, then
+ * space-to-depth (channel c*S*S + dy*S + dx of pixel (y, x) holds colour c
+ * of pixel (S*y + dy, S*x + dx)). */
+static void space_to_depth(const sty_run *r, int S, int in_h, int in_w, float *dst)
+{
+    const int C = 3 * S * S;
+    for (int y = 0; y < in_h; y++)
+        for (int x = 0; x < in_w; x++) {
+            float *d = dst + ((size_t)y * in_w + x) * C;
+            for (int dy = 0; dy < S; dy++) {
+                const float *row = r->in + (size_t)sty_reflect((long)S * y + dy, r->h) * r->w * 3;
+                for (int dx = 0; dx < S; dx++) {
+                    const float *px = row + (size_t)sty_reflect((long)S * x + dx, r->w) * 3;
+                    for (int c = 0; c < 3; c++)
+                        d[c * S * S + dy * S + dx] = px[c];
+                }
+            }
+        }
+}
+
+/* Compact output: depth-to-space of the last conv's w x (3*P*P) rows,
+ * cropped to the caller's out_h x out_w. */
+static void depth_to_space(const float *src, int w, int P, const sty_run *r)
+{
+    const int C = 3 * P * P;
+    for (int y = 0; y < r->out_h; y++)
+        for (int x = 0; x < r->out_w; x++) {
+            const float *s = src + ((size_t)(y / P) * w + x / P) * C + (y % P) * P + x % P;
+            float *d = r->out + ((size_t)y * r->out_w + x) * 3;
+            for (int c = 0; c < 3; c++)
+                d[c] = s[c * P * P];
+        }
+}
+
 static int ref_run(void *opaque, const sty_run *r)
 {
     ref_state *st = opaque;
     const sty_model *m = st->m;
-    if (ensure_workspace(st, r->h, r->w))
-        return STYLIZE_ERR_NOMEM;
+    const int compact = m->arch == STY_ARCH_COMPACT;
 
     int last_norm_layer = -1;
     for (int li = 0; li < m->n_layers; li++)
         if (m->layers[li].norm >= 0)
             last_norm_layer = li;
+    if (r->stats_only && last_norm_layer < 0)
+        return STYLIZE_OK; /* no statistics to record */
+    if (ensure_workspace(st, r->h, r->w))
+        return STYLIZE_ERR_NOMEM;
 
     const float *cur = r->in;
     const float *skip = NULL;
-    int h = r->h, w = r->w;
+    int h = sty_model_in_size(m, r->h), w = sty_model_in_size(m, r->w);
+    if (compact) {
+        space_to_depth(r, m->space_to_depth, h, w, st->in_buf);
+        cur = st->in_buf;
+    }
     for (int li = 0; li < m->n_layers; li++) {
         const sty_layer *L = &m->layers[li];
         const sty_conv *c = &m->convs[L->conv];
@@ -350,46 +420,56 @@ static int ref_run(void *opaque, const sty_run *r)
         j->coutp = st->coutp[L->conv];
         j->weight = c->weight;
         j->bias = c->bias;
+        j->groups = c->groups;
+        j->gpacked = st->gpacked[L->conv];
         j->ypad = st->ypad;
         j->xpad = st->xpad;
         fill_pad_table(st->ypad, (oh - 1) * c->stride + c->k, h, c);
         fill_pad_table(st->xpad, (ow - 1) * c->stride + c->k, w, c);
         int rows = oh;
-        if (last) {
+        if (last && !compact) {
             j->out = r->out;
             j->cols = r->out_w < ow ? r->out_w : ow;
             j->out_stride = (long)r->out_w * 3;
             rows = r->out_h < oh ? r->out_h : oh;
         } else {
-            j->out = st->slot[st->dst_slot[li]];
+            j->out = last ? st->final_buf : st->slot[st->dst_slot[li]];
             j->cols = ow;
             j->out_stride = (long)ow * c->cout;
         }
         sty_pool_run(st->pool, rows, conv_task_fn, &ct);
 
-        if (L->norm >= 0) {
-            const sty_norm *n = &m->norms[L->norm];
+        /* norm, then the residual add, then ReLU, in one pass */
+        if (L->norm >= 0 || L->add_skip || L->relu) {
             norm_task nt = {.st = st, .x = j->out, .skip = L->add_skip ? skip : NULL,
-                            .rows = oh, .row_px = ow, .c = n->c, .relu = L->relu};
-            float mean_buf[STY_MAX_WIDTH], var_buf[STY_MAX_WIDTH];
-            const float *mean = mean_buf, *var = var_buf;
-            if (r->norm == STY_NORM_SELF) {
-                channel_stats(st, &nt, mean_buf, var_buf);
-                if (r->stats) {
-                    memcpy(r->stats + n->stats_offset, mean_buf, sizeof(float) * (size_t)n->c);
-                    memcpy(r->stats + n->stats_offset + n->c, var_buf, sizeof(float) * (size_t)n->c);
+                            .rows = oh, .row_px = ow, .c = c->cout, .relu = L->relu};
+            if (L->norm >= 0) {
+                const sty_norm *n = &m->norms[L->norm];
+                float mean_buf[STY_MAX_WIDTH], var_buf[STY_MAX_WIDTH];
+                const float *mean = mean_buf, *var = var_buf;
+                if (r->norm == STY_NORM_SELF) {
+                    channel_stats(st, &nt, mean_buf, var_buf);
+                    if (r->stats) {
+                        memcpy(r->stats + n->stats_offset, mean_buf, sizeof(float) * (size_t)n->c);
+                        memcpy(r->stats + n->stats_offset + n->c, var_buf, sizeof(float) * (size_t)n->c);
+                    }
+                } else {
+                    mean = r->stats + n->stats_offset;
+                    var = mean + n->c;
                 }
+                for (int ch = 0; ch < n->c; ch++) {
+                    double sc = n->gamma[ch] / sqrt((double)var[ch] + NORM_EPS);
+                    st->scale[ch] = (float)sc;
+                    st->shift[ch] = (float)(n->beta[ch] - mean[ch] * sc);
+                }
+                if (r->stats_only && li == last_norm_layer)
+                    return STYLIZE_OK;
             } else {
-                mean = r->stats + n->stats_offset;
-                var = mean + n->c;
+                for (int ch = 0; ch < c->cout; ch++) {
+                    st->scale[ch] = 1;
+                    st->shift[ch] = 0;
+                }
             }
-            for (int ch = 0; ch < n->c; ch++) {
-                double sc = n->gamma[ch] / sqrt((double)var[ch] + NORM_EPS);
-                st->scale[ch] = (float)sc;
-                st->shift[ch] = (float)(n->beta[ch] - mean[ch] * sc);
-            }
-            if (r->stats_only && li == last_norm_layer)
-                return STYLIZE_OK;
             sty_pool_run(st->pool, oh, apply_task_fn, &nt);
             if (L->add_skip)
                 skip = NULL;
@@ -398,6 +478,8 @@ static int ref_run(void *opaque, const sty_run *r)
         h = oh;
         w = ow;
     }
+    if (compact)
+        depth_to_space(st->final_buf, w, m->pixel_shuffle, r);
     return STYLIZE_OK;
 }
 

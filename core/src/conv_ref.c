@@ -26,6 +26,14 @@ void sty_conv_pack(const float *weight, const float *bias, int cout, int cin, in
     }
 }
 
+void sty_conv_pack_grouped(const float *weight, int cout, int cin_g, int k, float *gpacked)
+{
+    for (int co = 0; co < cout; co++)
+        for (int ci = 0; ci < cin_g; ci++)
+            for (int t = 0; t < k * k; t++)
+                gpacked[((size_t)t * cin_g + ci) * cout + co] = weight[((size_t)co * cin_g + ci) * k * k + t];
+}
+
 long sty_conv_scratch_floats(int cin, int k, int stride, int cols)
 {
     long pw = (long)(cols - 1) * stride + k;
@@ -129,9 +137,48 @@ static void conv_row_small(const sty_conv_job *j, int oy, float *scratch)
     }
 }
 
+/* Grouped and depthwise convolutions: each output pixel accumulates its
+ * channels as a vector over the taps. The depthwise case (one input and
+ * one output channel per group) is a straight multiply-add over all
+ * channels per tap, which vectorizes. */
+MULTIVERSION
+static void conv_row_grouped(const sty_conv_job *j, int oy)
+{
+    const int k = j->k, cin = j->cin, cout = j->cout, s = j->stride, g = j->groups;
+    const int cig = cin / g, cog = cout / g;
+    float *orow = j->out + (long)oy * j->out_stride;
+    for (int ox = 0; ox < j->cols; ox++) {
+        float *restrict o = orow + (long)ox * cout;
+        for (int co = 0; co < cout; co++)
+            o[co] = j->bias[co];
+        for (int ky = 0; ky < k; ky++) {
+            const float *irow = j->in + (long)j->ypad[oy * s + ky] * j->iw * cin;
+            for (int kx = 0; kx < k; kx++) {
+                const float *restrict x = irow + (long)j->xpad[ox * s + kx] * cin;
+                const float *restrict wt = j->gpacked + (long)(ky * k + kx) * cig * cout;
+                if (cig == 1 && cog == 1) {
+                    for (int co = 0; co < cout; co++)
+                        o[co] += x[co] * wt[co];
+                } else {
+                    for (int gi = 0; gi < g; gi++)
+                        for (int ci = 0; ci < cig; ci++) {
+                            const float xv = x[gi * cig + ci];
+                            const float *restrict w = wt + (long)ci * cout + gi * cog;
+                            float *restrict og = o + gi * cog;
+                            for (int co = 0; co < cog; co++)
+                                og[co] += xv * w[co];
+                        }
+                }
+            }
+        }
+    }
+}
+
 void sty_conv_row(const sty_conv_job *job, int oy, float *scratch)
 {
-    if (job->packed)
+    if (job->groups > 1)
+        conv_row_grouped(job, oy);
+    else if (job->packed)
         conv_row_blocked(job, oy);
     else
         conv_row_small(job, oy, scratch);

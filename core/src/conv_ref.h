@@ -19,6 +19,8 @@ typedef struct sty_conv_job {
     int coutp;
     const float *weight; /* small kernel: PyTorch layout [cout][cin][k][k] */
     const float *bias;
+    int groups;          /* > 1: the grouped kernel with gpacked */
+    const float *gpacked; /* grouped kernel: [k*k][cin/groups][cout] weights */
 } sty_conv_job;
 
 /* Compute output row oy. scratch: sty_conv_scratch_floats() floats, private
@@ -27,6 +29,10 @@ typedef struct sty_conv_job {
  * tiling. */
 void sty_conv_row(const sty_conv_job *job, int oy, float *scratch);
 long sty_conv_scratch_floats(int cin, int k, int stride, int cols);
+
+/* Repack PyTorch [cout][cin/groups][k][k] weights for the grouped kernel:
+ * [k*k][cin/groups][cout]. */
+void sty_conv_pack_grouped(const float *weight, int cout, int cin_g, int k, float *gpacked);
 
 /* Repack PyTorch [cout][cin][k][k] weights for the blocked kernel. */
 void sty_conv_pack(const float *weight, const float *bias, int cout, int cin, int k, int coutp,

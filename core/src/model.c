@@ -45,6 +45,7 @@ typedef struct loader {
     uint64_t data_len;
     sty_model *m;
     float *next_weight;
+    const char *network; /* the compact description (metadata "network"), or NULL */
 } loader;
 
 static int fail(loader *ld, int status, const char *fmt, ...)
@@ -170,8 +171,15 @@ static int parse_metadata(loader *ld, struct json_object *meta)
         const char *s = json_object_get_string(val);
         if (!strcmp(key, "format_version") && strcmp(s, "1"))
             return fail(ld, STYLIZE_ERR_MODEL, "format_version '%s' is not supported (this library reads version 1)", s);
-        if (!strcmp(key, "architecture") && strcmp(s, "transformer_net"))
-            return fail(ld, STYLIZE_ERR_MODEL, "architecture '%s' is not supported (expected transformer_net)", s);
+        if (!strcmp(key, "architecture")) {
+            if (!strcmp(s, "compact"))
+                ld->m->arch = STY_ARCH_COMPACT;
+            else if (strcmp(s, "transformer_net"))
+                return fail(ld, STYLIZE_ERR_MODEL, "architecture '%.64s' is not supported (expected transformer_net "
+                            "or compact)", s);
+        }
+        if (!strcmp(key, "network"))
+            ld->network = s; /* owned by the header's JSON tree, which outlives the build */
         char **dst = !strcmp(key, "style") ? &ld->m->style : !strcmp(key, "source") ? &ld->m->source
                    : !strcmp(key, "license") ? &ld->m->license : NULL;
         if (dst) {
@@ -324,7 +332,10 @@ static int take_tensor(loader *ld, const char *name, int ndim, const int64_t *sh
 {
     tensor_entry *t = find_tensor(ld, name);
     if (!t)
-        return fail(ld, STYLIZE_ERR_MODEL, "tensor '%s' is missing: not a TransformerNet model", name);
+        return fail(ld, STYLIZE_ERR_MODEL, "tensor '%s' is missing: not a %s model", name,
+                    ld->m->arch == STY_ARCH_COMPACT ? "valid compact" : "TransformerNet");
+    if (t->used)
+        return fail(ld, STYLIZE_ERR_MODEL, "tensor '%s' is used by two layers (each layer needs its own)", name);
     int ok = t->ndim == ndim;
     for (int i = 0; ok && i < ndim; i++)
         ok = t->shape[i] == shape[i];
@@ -399,6 +410,7 @@ static int add_conv(loader *ld, const char *prefix, int cin, int cout, int k, in
     c->cin = cin;
     c->cout = cout;
     c->k = k;
+    c->groups = 1;
     c->stride = stride;
     c->upsample = upsample;
     return m->n_convs++;
@@ -408,7 +420,7 @@ static int add_norm(loader *ld, const char *prefix, int c)
 {
     sty_model *m = ld->m;
     sty_norm *n = &m->norms[m->n_norms];
-    char name[64];
+    char name[128];
     int64_t shape[1] = {c};
     int r;
     snprintf(name, sizeof(name), "%s.weight", prefix);
@@ -458,31 +470,79 @@ int sty_conv_out_size(const sty_conv *c, int n)
     return (n + 2 * (c->k / 2) - c->k) / c->stride + 1;
 }
 
+int sty_model_in_size(const sty_model *m, int n)
+{
+    const int t = m->total_stride;
+    if (m->arch == STY_ARCH_CLASSIC)
+        return n;
+    return (n + t - 1) / t * t / m->space_to_depth;
+}
+
+static long floor_div(long a, long b)
+{
+    return a >= 0 ? a / b : -((-a + b - 1) / b);
+}
+
 /* Receptive-field radius: follow the dependency interval of one output pixel
- * back through every layer (a few phases, because strides and upsampling
- * make it depend on the pixel's position modulo 4). */
+ * back through every layer and the depth-to-space / space-to-depth
+ * rearrangements, for every output phase modulo the total stride (strides,
+ * upsampling and the rearrangements make it depend on the phase). */
 static int receptive_radius(const sty_model *m)
 {
+    const long base = 1L << 20; /* a multiple of every total stride */
     int radius = 0;
-    for (int phase = 0; phase < 8; phase++) {
-        long lo = 1024 + phase, hi = lo;
+    for (int phase = 0; phase < 2 * m->total_stride; phase++) {
+        const long pos = base + phase;
+        long lo = floor_div(pos, m->pixel_shuffle), hi = lo;
         for (int i = m->n_layers - 1; i >= 0; i--) {
             const sty_conv *c = &m->convs[m->layers[i].conv];
             int p = c->k / 2;
             lo = lo * c->stride - p;
             hi = hi * c->stride - p + c->k - 1;
             if (c->upsample) { /* upsampled index u reads source floor(u/2) */
-                lo = lo >= 0 ? lo / 2 : -((-lo + 1) / 2);
-                hi = hi >= 0 ? hi / 2 : -((-hi + 1) / 2);
+                lo = floor_div(lo, 2);
+                hi = floor_div(hi, 2);
             }
         }
-        long pos = 1024 + phase;
+        lo *= m->space_to_depth;
+        hi = hi * m->space_to_depth + m->space_to_depth - 1;
         if (pos - lo > radius)
             radius = (int)(pos - lo);
         if (hi - pos > radius)
             radius = (int)(hi - pos);
     }
     return radius;
+}
+
+/* Multiply-adds per input pixel (layer resolutions relative to the input). */
+static double macs_per_pixel(const sty_model *m)
+{
+    double scale = 1.0 / m->space_to_depth, total = 0;
+    for (int i = 0; i < m->n_layers; i++) {
+        const sty_conv *c = &m->convs[m->layers[i].conv];
+        if (c->upsample)
+            scale *= 2;
+        if (c->stride == 2)
+            scale /= 2;
+        total += (double)c->cout * (c->cin / c->groups) * c->k * c->k * scale * scale;
+    }
+    return total;
+}
+
+static int alloc_network(loader *ld, int nconv)
+{
+    sty_model *m = ld->m;
+    m->convs = calloc((size_t)nconv, sizeof(*m->convs));
+    m->norms = calloc((size_t)nconv, sizeof(*m->norms));
+    m->layers = calloc((size_t)nconv, sizeof(*m->layers));
+    size_t total = 0;
+    for (int i = 0; i < ld->n_tensors; i++)
+        total += (size_t)((ld->tensors[i].end - ld->tensors[i].begin) / (uint64_t)ld->tensors[i].dtype_size);
+    m->weights = malloc((total ? total : 1) * sizeof(float));
+    if (!m->convs || !m->norms || !m->layers || !m->weights)
+        return fail(ld, STYLIZE_ERR_NOMEM, "out of memory for the weights");
+    ld->next_weight = m->weights;
+    return 0;
 }
 
 static int build_network(loader *ld)
@@ -513,17 +573,10 @@ static int build_network(loader *ld)
     if (m->res_blocks > STY_MAX_RES_BLOCKS)
         return fail(ld, STYLIZE_ERR_MODEL, "more than %d residual blocks", STY_MAX_RES_BLOCKS);
 
-    int nconv = 6 + 2 * m->res_blocks;
-    m->convs = calloc((size_t)nconv, sizeof(*m->convs));
-    m->norms = calloc((size_t)nconv, sizeof(*m->norms));
-    m->layers = calloc((size_t)nconv, sizeof(*m->layers));
-    size_t total = 0;
-    for (int i = 0; i < ld->n_tensors; i++)
-        total += (size_t)((ld->tensors[i].end - ld->tensors[i].begin) / (uint64_t)ld->tensors[i].dtype_size);
-    m->weights = malloc((total ? total : 1) * sizeof(float));
-    if (!m->convs || !m->norms || !m->layers || !m->weights)
-        return fail(ld, STYLIZE_ERR_NOMEM, "out of memory for the weights");
-    ld->next_weight = m->weights;
+    if ((r = alloc_network(ld, 6 + 2 * m->res_blocks)))
+        return r;
+    m->space_to_depth = m->pixel_shuffle = 1;
+    m->total_stride = 4;
 
     /* Shapes are checked layer by layer against the widths before them. */
     if ((r = add_layer(ld, add_conv(ld, "conv1", 3, m->c1, m->k_in, 1, 0), add_norm(ld, "in1", m->c1), 1, 0, 0)))
@@ -565,7 +618,283 @@ static int build_network(loader *ld)
     }
     m->parameters = (size_t)(ld->next_weight - m->weights);
     m->receptive_radius = receptive_radius(m);
+    m->macs_per_pixel = macs_per_pixel(m);
     return 0;
+}
+
+/* ------------------------------------------------ compact networks */
+
+#define MAX_TOTAL_STRIDE 64
+#define MAX_NAME 100
+
+static int json_int_in(struct json_object *v, int lo, int hi, int *out)
+{
+    if (!json_object_is_type(v, json_type_int))
+        return -1;
+    errno = 0;
+    int64_t x = json_object_get_int64(v);
+    if (errno || x < lo || x > hi)
+        return -1;
+    *out = (int)x;
+    return 0;
+}
+
+static int is_power_124(int v)
+{
+    return v == 1 || v == 2 || v == 4;
+}
+
+/* One layer entry of the description: fill l (conv name and flags). */
+typedef struct layer_desc {
+    const char *conv, *norm;
+    int stride, upsample, groups, relu, save_skip, add_skip;
+} layer_desc;
+
+static int parse_layer_desc(loader *ld, int i, struct json_object *o, layer_desc *d)
+{
+    memset(d, 0, sizeof(*d));
+    d->stride = d->upsample = d->groups = 1;
+    if (!json_object_is_type(o, json_type_object))
+        return fail(ld, STYLIZE_ERR_MODEL, "network layer %d is not a JSON object", i);
+    json_object_object_foreach(o, key, v) {
+        int *flag = !strcmp(key, "relu") ? &d->relu : !strcmp(key, "save_skip") ? &d->save_skip
+                  : !strcmp(key, "add_skip") ? &d->add_skip : NULL;
+        if (!strcmp(key, "conv") || !strcmp(key, "norm")) {
+            if (!strcmp(key, "norm") && json_object_is_type(v, json_type_null))
+                continue;
+            if (!json_object_is_type(v, json_type_string) || json_object_get_string_len(v) < 1 ||
+                json_object_get_string_len(v) > MAX_NAME)
+                return fail(ld, STYLIZE_ERR_MODEL, "network layer %d: '%s' must be a tensor name prefix of 1 to %d "
+                            "characters%s", i, key, MAX_NAME, !strcmp(key, "norm") ? " (or null)" : "");
+            *(!strcmp(key, "conv") ? &d->conv : &d->norm) = json_object_get_string(v);
+        } else if (!strcmp(key, "stride") || !strcmp(key, "upsample")) {
+            if (json_int_in(v, 1, 2, !strcmp(key, "stride") ? &d->stride : &d->upsample))
+                return fail(ld, STYLIZE_ERR_MODEL, "network layer %d: '%s' must be 1 or 2", i, key);
+        } else if (!strcmp(key, "groups")) {
+            if (json_int_in(v, 1, STY_MAX_WIDTH, &d->groups))
+                return fail(ld, STYLIZE_ERR_MODEL, "network layer %d: 'groups' must be an integer in 1..%d", i,
+                            STY_MAX_WIDTH);
+        } else if (flag) {
+            if (!json_object_is_type(v, json_type_boolean))
+                return fail(ld, STYLIZE_ERR_MODEL, "network layer %d: '%s' must be true or false", i, key);
+            *flag = json_object_get_boolean(v);
+        } else {
+            return fail(ld, STYLIZE_ERR_MODEL, "network layer %d: unknown key '%.40s' (a newer format?)", i, key);
+        }
+    }
+    if (!d->conv)
+        return fail(ld, STYLIZE_ERR_MODEL, "network layer %d has no 'conv' (its tensor name prefix)", i);
+    return 0;
+}
+
+/* Check layer i's weight against the channels it receives; take its tensors. */
+static int add_compact_layer(loader *ld, int i, const layer_desc *d, int cin)
+{
+    sty_model *m = ld->m;
+    char name[MAX_NAME + 16];
+    snprintf(name, sizeof(name), "%s.weight", d->conv);
+    tensor_entry *t = find_tensor(ld, name);
+    if (!t)
+        return fail(ld, STYLIZE_ERR_MODEL, "network layer %d: tensor '%s' is missing", i, name);
+    if (t->ndim != 4 || t->shape[2] != t->shape[3] || t->shape[2] % 2 == 0 || t->shape[2] > STY_MAX_KERNEL)
+        return fail(ld, STYLIZE_ERR_MODEL, "network layer %d: tensor '%s' must have shape [out, in/groups, k, k] "
+                    "with an odd k <= %d", i, name, STY_MAX_KERNEL);
+    const int cout = (int)t->shape[0], k = (int)t->shape[2], g = d->groups;
+    if (cout < 1 || cout > STY_MAX_WIDTH)
+        return fail(ld, STYLIZE_ERR_MODEL, "network layer %d: tensor '%s': %d output channels is outside 1..%d", i,
+                    name, cout, STY_MAX_WIDTH);
+    if (cin % g || cout % g)
+        return fail(ld, STYLIZE_ERR_MODEL, "network layer %d ('%s'): groups %d does not divide its %d input and %d "
+                    "output channels", i, d->conv, g, cin, cout);
+    if (t->shape[1] != cin / g)
+        return fail(ld, STYLIZE_ERR_MODEL, "network layer %d: tensor '%s' has shape [%d,%lld,%d,%d], but the layer "
+                    "receives %d channels (groups %d: expected [%d,%d,%d,%d])", i, name, cout,
+                    (long long)t->shape[1], k, k, cin, g, cout, cin / g, k, k);
+    sty_conv *c = &m->convs[m->n_convs];
+    int64_t wshape[4] = {cout, cin / g, k, k}, bshape[1] = {cout};
+    int r;
+    if ((r = take_tensor(ld, name, 4, wshape, &c->weight)))
+        return r;
+    snprintf(name, sizeof(name), "%s.bias", d->conv);
+    if ((r = take_tensor(ld, name, 1, bshape, &c->bias)))
+        return r;
+    c->cin = cin;
+    c->cout = cout;
+    c->k = k;
+    c->groups = g;
+    c->stride = d->stride;
+    c->upsample = d->upsample == 2;
+    int norm = -1;
+    if (d->norm && (norm = add_norm(ld, d->norm, cout)) < 0)
+        return norm;
+    sty_layer *l = &m->layers[m->n_layers++];
+    l->conv = m->n_convs++;
+    l->norm = norm;
+    l->relu = d->relu;
+    l->save_skip = d->save_skip;
+    l->add_skip = d->add_skip;
+    return 0;
+}
+
+/* A compact network from its description (docs/COMPACT.md): parse, check
+ * every rule, take the tensors; every rejection names the layer or tensor. */
+static int build_compact(loader *ld)
+{
+    sty_model *m = ld->m;
+    int r;
+    if (!ld->network)
+        return fail(ld, STYLIZE_ERR_MODEL, "architecture 'compact' needs a 'network' description in __metadata__");
+    struct json_tokener *tok = json_tokener_new_ex(32);
+    if (!tok)
+        return fail(ld, STYLIZE_ERR_NOMEM, "out of memory");
+    json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
+    const int len = (int)strlen(ld->network);
+    struct json_object *doc = json_tokener_parse_ex(tok, ld->network, len);
+    enum json_tokener_error jerr = json_tokener_get_error(tok);
+    size_t end = json_tokener_get_parse_end(tok);
+    json_tokener_free(tok);
+    if (jerr != json_tokener_success || !doc) {
+        if (doc)
+            json_object_put(doc);
+        return fail(ld, STYLIZE_ERR_MODEL, "the network description is not valid JSON: %s",
+                    jerr == json_tokener_success || jerr == json_tokener_continue ? "it ends early"
+                                                                                : json_tokener_error_desc(jerr));
+    }
+    for (; (int)end < len; end++)
+        if (!strchr(" \t\r\n", ld->network[end])) {
+            json_object_put(doc);
+            return fail(ld, STYLIZE_ERR_MODEL, "the network description has trailing data after its JSON object");
+        }
+    r = 0;
+    struct json_object *layers = NULL;
+    int version = 0;
+    m->space_to_depth = m->pixel_shuffle = 1;
+    if (!json_object_is_type(doc, json_type_object)) {
+        r = fail(ld, STYLIZE_ERR_MODEL, "the network description is not a JSON object");
+        goto out;
+    }
+    json_object_object_foreach(doc, key, v) {
+        if (!strcmp(key, "version")) {
+            if (json_int_in(v, 1, 1, &version)) {
+                r = fail(ld, STYLIZE_ERR_MODEL, "network description version %.20s is not supported (this library "
+                         "reads version 1)", json_object_to_json_string(v));
+                goto out;
+            }
+        } else if (!strcmp(key, "space_to_depth") || !strcmp(key, "pixel_shuffle")) {
+            int *dst = !strcmp(key, "space_to_depth") ? &m->space_to_depth : &m->pixel_shuffle;
+            if (json_int_in(v, 1, 4, dst) || !is_power_124(*dst)) {
+                r = fail(ld, STYLIZE_ERR_MODEL, "network description: '%s' must be 1, 2 or 4", key);
+                goto out;
+            }
+        } else if (!strcmp(key, "layers")) {
+            layers = v;
+        } else {
+            r = fail(ld, STYLIZE_ERR_MODEL, "network description: unknown key '%.40s' (a newer format?)", key);
+            goto out;
+        }
+    }
+    if (version != 1) {
+        r = fail(ld, STYLIZE_ERR_MODEL, "network description has no 'version' (1)");
+        goto out;
+    }
+    if (!layers || !json_object_is_type(layers, json_type_array) || json_object_array_length(layers) < 1 ||
+        json_object_array_length(layers) > STY_MAX_LAYERS) {
+        r = fail(ld, STYLIZE_ERR_MODEL, "network description: 'layers' must be a list of 1 to %d layers",
+                 STY_MAX_LAYERS);
+        goto out;
+    }
+    const int n = (int)json_object_array_length(layers);
+    if ((r = alloc_network(ld, n)))
+        goto out;
+    /* Resolution as a power of two relative to the input (0 = full). */
+    const int s_log = m->space_to_depth == 4 ? 2 : m->space_to_depth == 2 ? 1 : 0;
+    const int p_log = m->pixel_shuffle == 4 ? 2 : m->pixel_shuffle == 2 ? 1 : 0;
+    int c = 3 * m->space_to_depth * m->space_to_depth, res = -s_log, downs = 0, ups = 0;
+    int skip_c = -1, skip_res = 0, skip_layer = -1;
+    layer_desc d;
+    for (int i = 0; i < n; i++) {
+        if ((r = parse_layer_desc(ld, i, json_object_array_get_idx(layers, i), &d)))
+            goto out;
+        if (d.save_skip) {
+            if (skip_layer >= 0) {
+                r = fail(ld, STYLIZE_ERR_MODEL, "network layer %d saves a residual skip while layer %d's is not "
+                         "added yet (skips do not nest)", i, skip_layer);
+                goto out;
+            }
+            skip_c = c;
+            skip_res = res;
+            skip_layer = i;
+        }
+        if ((r = add_compact_layer(ld, i, &d, c)))
+            goto out;
+        res += (d.upsample == 2) - (d.stride == 2);
+        downs += d.stride == 2;
+        ups += d.upsample == 2;
+        if (res > 0) {
+            r = fail(ld, STYLIZE_ERR_MODEL, "network layer %d ('%s') upsamples above the input's resolution", i,
+                     d.conv);
+            goto out;
+        }
+        if (s_log + downs > 6) {
+            r = fail(ld, STYLIZE_ERR_MODEL, "network layer %d ('%s'): the total stride exceeds %d", i, d.conv,
+                     MAX_TOTAL_STRIDE);
+            goto out;
+        }
+        c = m->convs[m->n_convs - 1].cout;
+        if (d.add_skip) {
+            if (skip_layer < 0) {
+                r = fail(ld, STYLIZE_ERR_MODEL, "network layer %d ('%s') adds a residual skip that no layer saved",
+                         i, d.conv);
+                goto out;
+            }
+            if (skip_c != c || skip_res != res) {
+                r = fail(ld, STYLIZE_ERR_MODEL, "network layer %d ('%s'): its output (%d channels at 1/%d) does not "
+                         "match the residual skip saved at layer %d (%d channels at 1/%d)", i, d.conv, c, 1 << -res,
+                         skip_layer, skip_c, 1 << -skip_res);
+                goto out;
+            }
+            skip_layer = -1;
+            m->res_blocks++;
+        }
+    }
+    if (skip_layer >= 0) {
+        r = fail(ld, STYLIZE_ERR_MODEL, "network layer %d saves a residual skip that no later layer adds", skip_layer);
+        goto out;
+    }
+    if (c != 3 * m->pixel_shuffle * m->pixel_shuffle) {
+        r = fail(ld, STYLIZE_ERR_MODEL, "the last network layer ('%s') has %d output channels; pixel_shuffle %d "
+                 "needs %d", d.conv, c, m->pixel_shuffle, 3 * m->pixel_shuffle * m->pixel_shuffle);
+        goto out;
+    }
+    if (d.norm || d.relu || d.add_skip) {
+        r = fail(ld, STYLIZE_ERR_MODEL, "the last network layer ('%s') must have no norm, residual add or ReLU",
+                 d.conv);
+        goto out;
+    }
+    if (s_log + downs != p_log + ups) {
+        r = fail(ld, STYLIZE_ERR_MODEL, "network: the total stride %d (space_to_depth %d, %d stride-2 layers) does "
+                 "not equal the output scale %d (pixel_shuffle %d, %d upsampling layers)",
+                 m->space_to_depth << downs, m->space_to_depth, downs, m->pixel_shuffle << ups, m->pixel_shuffle, ups);
+        goto out;
+    }
+    for (int i = 0; i < ld->n_tensors; i++)
+        if (!ld->tensors[i].used) {
+            r = fail(ld, STYLIZE_ERR_MODEL, "unexpected tensor '%s': no layer of the network description uses it",
+                     ld->tensors[i].name);
+            goto out;
+        }
+    m->total_stride = m->space_to_depth << downs;
+    m->c1 = m->convs[0].cout;
+    m->c2 = n > 1 ? m->convs[1].cout : 0;
+    m->c3 = n > 2 ? m->convs[2].cout : 0;
+    m->k_in = m->convs[0].k;
+    m->k_out = m->convs[n - 1].k;
+    m->parameters = (size_t)(ld->next_weight - m->weights);
+    m->receptive_radius = receptive_radius(m);
+    m->macs_per_pixel = macs_per_pixel(m);
+out:
+    json_object_put(doc);
+    return r;
 }
 
 int sty_model_load(const char *path, sty_model **out, char *err, size_t err_size)
@@ -589,7 +918,12 @@ int sty_model_load(const char *path, sty_model **out, char *err, size_t err_size
         r = fail(&ld, STYLIZE_ERR_IO, "short read in the data section");
         goto done;
     }
-    if ((r = build_network(&ld)))
+    if (ld.network && ld.m->arch != STY_ARCH_COMPACT) {
+        r = fail(&ld, STYLIZE_ERR_MODEL, "__metadata__ has a 'network' description but the architecture is not "
+                 "'compact'");
+        goto done;
+    }
+    if ((r = ld.m->arch == STY_ARCH_COMPACT ? build_compact(&ld) : build_network(&ld)))
         goto done;
     if (!(ld.m->path = strdup(path)) || (!ld.m->style && !(ld.m->style = strdup(""))) ||
         (!ld.m->source && !(ld.m->source = strdup(""))) || (!ld.m->license && !(ld.m->license = strdup("")))) {

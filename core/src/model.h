@@ -8,12 +8,19 @@
 #define STY_MAX_WIDTH 512   /* channel widths beyond this are rejected */
 #define STY_MAX_RES_BLOCKS 64
 #define STY_MAX_KERNEL 15
+#define STY_MAX_LAYERS 256  /* compact networks: entries of the layer list */
+
+enum sty_arch {
+    STY_ARCH_CLASSIC, /* TransformerNet, recognised from its tensor names */
+    STY_ARCH_COMPACT, /* layer list described in the file (docs/COMPACT.md) */
+};
 
 typedef struct sty_conv {
     int cin, cout, k;
+    int groups;    /* divides cin and cout; cin == cout == groups: depthwise */
     int stride;    /* 1 or 2 */
     int upsample;  /* 1: nearest x2 upsampling of the input before padding */
-    const float *weight; /* [cout][cin][k][k], as PyTorch stores it */
+    const float *weight; /* [cout][cin/groups][k][k], as PyTorch stores it */
     const float *bias;   /* [cout] */
 } sty_conv;
 
@@ -23,21 +30,29 @@ typedef struct sty_norm {
     size_t stats_offset;       /* floats into the statistics vector: means, then variances */
 } sty_norm;
 
-/* One step of the network: conv, then optionally instance norm, ReLU and the
- * residual bookkeeping. */
+/* One step of the network: conv, then optionally instance norm, the
+ * residual add, and ReLU, in that order. */
 typedef struct sty_layer {
     int conv;       /* index into model->convs */
     int norm;       /* index into model->norms, or -1 */
     int relu;
     int save_skip;  /* this layer's input is the residual block's skip */
-    int add_skip;   /* after the norm, add the saved skip (end of a residual block) */
+    int add_skip;   /* after the norm, add the saved skip (before the ReLU) */
 } sty_layer;
 
 typedef struct sty_model {
-    int c1, c2, c3;     /* encoder widths */
-    int c2d, c1d;       /* decoder widths (deconv1, deconv2 outputs) */
-    int res_blocks;
+    enum sty_arch arch;
+    int c1, c2, c3;     /* encoder widths (compact: the first three convs' outputs) */
+    int c2d, c1d;       /* decoder widths (deconv1, deconv2 outputs; compact: 0) */
+    int res_blocks;     /* compact: number of residual adds */
     int k_in, k_out;
+    /* The input is extended by reflection at the bottom and right to a
+     * multiple of total_stride and rearranged by space-to-depth
+     * (space_to_depth > 1) before the first conv; the last conv's output is
+     * rearranged by depth-to-space (pixel_shuffle > 1). Classic: 1, 1, 4.
+     * Crops (tiles) start on multiples of total_stride. */
+    int space_to_depth, pixel_shuffle, total_stride;
+    double macs_per_pixel; /* multiply-adds per input pixel */
     int n_convs, n_norms, n_layers;
     sty_conv *convs;
     sty_norm *norms;
@@ -71,5 +86,11 @@ static inline int sty_reflect(long i, long n)
 
 /* Output size of a conv layer for an input of n pixels along one axis. */
 int sty_conv_out_size(const sty_conv *c, int n);
+
+/* Size along one axis of the first conv's input for an n-pixel crop:
+ * ceil(n / total_stride) * total_stride / space_to_depth (n for the classic
+ * network). The last conv's output is this times space_to_depth /
+ * pixel_shuffle before depth-to-space. */
+int sty_model_in_size(const sty_model *m, int n);
 
 #endif

@@ -1,6 +1,6 @@
 /* The frame pipeline: statistics (thumbnail, smoothing, or external), then
- * the frame in tiles. Tiles start on multiples of 4 pixels (the network's
- * total stride) and carry `overlap` pixels of context on every side that
+ * the frame in tiles. Tiles start on multiples of the network's total
+ * stride (4 for the classic network, from the model for compact ones) and carry `overlap` pixels of context on every side that
  * lies inside the frame, so with fixed statistics each output pixel sees
  * exactly the inputs it would see in one pass over the whole frame: tiled
  * equals untiled, and every output pixel is written exactly once. */
@@ -9,8 +9,6 @@
 
 #include "context.h"
 #include "pixels.h"
-
-#define ALIGN 4 /* 2^(number of stride-2 layers) */
 
 static int round_up(int v, int a)
 {
@@ -31,12 +29,12 @@ static int grow_floats(float **buf, size_t *cap, size_t need)
 
 /* Tile step along an axis of n pixels: tiles of at most `tile` pixels, as
  * equal as alignment allows. tile 0 = one tile. */
-static int tile_step(int n, int tile)
+static int tile_step(int n, int tile, int align)
 {
     if (tile <= 0 || tile >= n)
         return n;
     int count = (n + tile - 1) / tile;
-    return round_up((n + count - 1) / count, ALIGN);
+    return round_up((n + count - 1) / count, align);
 }
 
 static void thumb_size(const stylize_ctx *ctx, const stylize_frame *f, int *tw, int *th)
@@ -67,10 +65,12 @@ typedef struct tiling {
 static tiling plan_tiles(const stylize_ctx *ctx, int W, int H, int tile)
 {
     tiling t;
-    t.overlap = round_up(ctx->opts.overlap < 0 ? ctx->engine->model->receptive_radius : ctx->opts.overlap, ALIGN);
-    tile = tile > 0 ? round_up(tile, ALIGN) : 0;
-    t.step_x = tile_step(W, tile);
-    t.step_y = tile_step(H, tile);
+    const sty_model *m = ctx->engine->model;
+    const int align = m->total_stride;
+    t.overlap = round_up(ctx->opts.overlap < 0 ? m->receptive_radius : ctx->opts.overlap, align);
+    tile = tile > 0 ? round_up(tile, align) : 0;
+    t.step_x = tile_step(W, tile, align);
+    t.step_y = tile_step(H, tile, align);
     t.max_cw = t.step_x + 2 * t.overlap < W ? t.step_x + 2 * t.overlap : W;
     t.max_ch = t.step_y + 2 * t.overlap < H ? t.step_y + 2 * t.overlap : H;
     return t;

@@ -5,6 +5,8 @@
 
 double sty_stats_distance(const sty_model *m, const float *state, const float *cur)
 {
+    if (m->n_norms == 0) /* a network without instance norm has no statistics to compare */
+        return 0;
     const sty_norm *n = &m->norms[0];
     const float *mean_s = state + n->stats_offset, *var_s = mean_s + n->c;
     const float *mean_c = cur + n->stats_offset;

@@ -81,11 +81,16 @@ static const sty_backend_ops *const backends[] = {
 };
 #define N_BACKENDS (sizeof(backends) / sizeof(backends[0]))
 
-static const sty_backend_ops *find_backend(stylize_backend id)
+/* The backend for id; with AUTO the first available one that runs model m
+ * (m NULL: any model). */
+static const sty_backend_ops *find_backend(stylize_backend id, const sty_model *m)
 {
-    for (size_t i = 0; i < N_BACKENDS; i++)
-        if ((id == STYLIZE_BACKEND_AUTO && backends[i]->available()) || backends[i]->id == id)
-            return backends[i];
+    for (size_t i = 0; i < N_BACKENDS; i++) {
+        const sty_backend_ops *b = backends[i];
+        if (id == STYLIZE_BACKEND_AUTO ? b->available() && !(m && b->model_unsupported && b->model_unsupported(m))
+                                       : b->id == id)
+            return b;
+    }
     return NULL;
 }
 
@@ -157,7 +162,7 @@ static int check_options(const stylize_options *o, char *err, size_t n)
         return snprintf(err, n, "backend %d is unknown", (int)o->backend), STYLIZE_ERR_INVALID_ARG;
     if ((unsigned)o->precision > STYLIZE_PRECISION_FP16)
         return snprintf(err, n, "precision %d is unknown", (int)o->precision), STYLIZE_ERR_INVALID_ARG;
-    const sty_backend_ops *b = find_backend(o->backend);
+    const sty_backend_ops *b = find_backend(o->backend, NULL);
     if (!b)
         return snprintf(err, n, "backend '%s' is not built into this libstylize (%s)",
                         stylize_backend_name(o->backend), stylize_version()), STYLIZE_ERR_UNSUPPORTED;
@@ -216,7 +221,7 @@ static int engine_create(const char *name, const stylize_options *o, sty_engine 
         snprintf(err, n, "out of memory");
         goto fail;
     }
-    e->ops = find_backend(o->backend); /* check_options made sure there is one */
+    e->ops = find_backend(o->backend, e->model); /* check_options made sure there is one (ref runs every model) */
     sty_backend_config cfg = {.threads = effective_threads(o), .precision = o->precision};
     if ((r = e->ops->create(e->model, &cfg, &e->backend, err, n)))
         goto fail;
@@ -383,6 +388,9 @@ void stylize_get_model_info(const stylize_ctx *ctx, stylize_model_info *info)
     info->source = m->source;
     info->license = m->license;
     info->path = m->path;
+    info->architecture = m->arch == STY_ARCH_COMPACT ? "compact" : "transformer_net";
+    info->total_stride = m->total_stride;
+    info->macs_per_pixel = m->macs_per_pixel;
 }
 
 size_t stylize_stats_size(const stylize_ctx *ctx)

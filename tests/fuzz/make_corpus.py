@@ -2,7 +2,8 @@
 """Seed corpus for tests/fuzz/fuzz_model.c: small valid TransformerNet models
 (several widths, kernels, residual-block counts, decoder widths, dtypes, with
 and without metadata) and near-valid damage of them (truncations, bad
-offsets, shapes, dtypes, JSON, non-finite weights).
+offsets, shapes, dtypes, JSON, non-finite weights); small compact models
+(docs/COMPACT.md) and damaged network descriptions.
 
     /usr/bin/python3 tests/fuzz/make_corpus.py build/fuzz/seeds
 
@@ -45,6 +46,40 @@ def model(widths, res_blocks, k_in, k_out, dec=None, seed=0):
     conv("deconv2", d1, d2, 3); norm("in5", d1)
     conv("deconv3", 3, d1, k_out)
     return t
+
+
+def compact_model(seed=0, s2d=2, shuffle=2):
+    """A small compact network (depthwise-separable residual block, one
+    upsampling stage): (tensors, network description)."""
+    rng = np.random.default_rng(seed)
+    t, layers = {}, []
+
+    def conv(name, cout, cin_g, k, norm=None, **flags):
+        t[f"{name}.weight"] = rng.normal(0, 0.3, (cout, cin_g, k, k)).astype(np.float32)
+        t[f"{name}.bias"] = rng.normal(0, 0.1, cout).astype(np.float32)
+        if norm:
+            t[f"{norm}.weight"] = rng.normal(1, 0.1, cout).astype(np.float32)
+            t[f"{norm}.bias"] = rng.normal(0, 0.1, cout).astype(np.float32)
+            flags["norm"] = norm
+        layers.append(dict(conv=name, **flags))
+
+    conv("stem", 4, 3 * s2d * s2d, 3, "stem.in", relu=True)
+    conv("down1", 8, 4, 3, "down1.in", stride=2, relu=True)
+    conv("res1.dw1", 8, 1, 3, groups=8, save_skip=True)
+    conv("res1.pw1", 8, 8, 1, "res1.in1", relu=True)
+    conv("res1.dw2", 8, 1, 3, groups=8)
+    conv("res1.pw2", 8, 8, 1, "res1.in2", add_skip=True)
+    ups = 0
+    while s2d * 2 > shuffle * 2 ** ups:
+        ups += 1
+        conv(f"up{ups}.dw", 8, 1, 3, groups=8, upsample=2)
+        conv(f"up{ups}.pw", 8, 8, 1, f"up{ups}.in", relu=True)
+    conv("head", 3 * shuffle * shuffle, 8, 3)
+    return t, {"version": 1, "space_to_depth": s2d, "pixel_shuffle": shuffle, "layers": layers}
+
+
+def compact_meta(net):
+    return {"format_version": "1", "architecture": "compact", "network": json.dumps(net), "style": "fuzz"}
 
 
 def encode(t, meta=None, dtype="F32", order=None):
@@ -134,6 +169,35 @@ def main(out):
     seeds["inf-bias-f16"] = encode(inf_t, None, "F16")
     seeds["unsorted-offsets"] = encode(base_t, meta, order=sorted(base_t, reverse=True))
     seeds["nul-in-header"] = base[:20] + b"\x00" + base[21:]
+    for name, (s2d, shuffle) in {"s2-p2": (2, 2), "s4-p2": (4, 2), "s1-p1": (1, 1), "s2-p4": (2, 4)}.items():
+        t, net = compact_model(len(seeds), s2d, shuffle)
+        seeds[f"compact-valid-{name}"] = encode(t, compact_meta(net))
+    ct, cnet = compact_model(7)
+
+    def compact_damaged(fn):
+        t = {k: v.copy() for k, v in ct.items()}
+        net = json.loads(json.dumps(cnet))
+        meta = fn(t, net)
+        return encode(t, meta or compact_meta(net))
+
+    seeds["compact-bad-json"] = compact_damaged(
+        lambda t, n: dict(compact_meta(n), network=json.dumps(n)[:-2]))
+    seeds["compact-network-not-object"] = compact_damaged(lambda t, n: dict(compact_meta(n), network="[1,2]"))
+    seeds["compact-no-network"] = compact_damaged(lambda t, n: {"architecture": "compact"})
+    seeds["compact-unknown-key"] = compact_damaged(lambda t, n: n.update(dilation=2))
+    seeds["compact-layer-unknown-key"] = compact_damaged(lambda t, n: n["layers"][1].update(pad=0))
+    seeds["compact-groups-not-dividing"] = compact_damaged(lambda t, n: n["layers"][2].update(groups=3))
+    seeds["compact-channel-mismatch"] = compact_damaged(
+        lambda t, n: t.update({"down1.weight": t["down1.weight"][:, :3].copy()}))
+    seeds["compact-unpaired-skip"] = compact_damaged(lambda t, n: n["layers"][5].pop("add_skip") and None)
+    seeds["compact-add-without-save"] = compact_damaged(lambda t, n: n["layers"][2].pop("save_skip") and None)
+    seeds["compact-stride-mismatch"] = compact_damaged(lambda t, n: n["layers"][1].update(stride=1))
+    seeds["compact-missing-norm"] = compact_damaged(lambda t, n: t.pop("res1.in1.bias") is None or None)
+    seeds["compact-extra-tensor"] = compact_damaged(lambda t, n: t.update({"spare.weight": t["head.bias"]}))
+    seeds["compact-version-2"] = compact_damaged(lambda t, n: n.update(version=2))
+    seeds["compact-s2d-3"] = compact_damaged(lambda t, n: n.update(space_to_depth=3))
+    seeds["compact-flag-not-bool"] = compact_damaged(lambda t, n: n["layers"][0].update(relu=1))
+    seeds["compact-no-layers"] = compact_damaged(lambda t, n: n.update(layers=[]))
     for name, raw in seeds.items():
         assert len(raw) <= MAX_LEN, (name, len(raw))
         (out / f"{name}.safetensors").write_bytes(raw)

@@ -119,10 +119,15 @@ def check_spec(spec, shapes):
     scale = 1.0 / s     # resolution relative to the input
     skip = None
     downs = ups = 0
+    names = set()
     for i, l in enumerate(layers):
-        if set(l) - LAYER_KEYS or "conv" not in l:
+        if not isinstance(l, dict) or set(l) - LAYER_KEYS or "conv" not in l:
             raise SpecError("layer %d: bad keys" % i)
         name = l["conv"]
+        for prefix in (name, l.get("norm")):
+            if prefix and prefix in names:
+                raise SpecError("layer %d: tensors of %r are used by two layers" % (i, prefix))
+            names.add(prefix)
         if name not in shapes:
             raise SpecError("layer %d: no tensor %s.weight" % (i, name))
         cout, cin_g, k = shapes[name]
@@ -140,6 +145,10 @@ def check_spec(spec, shapes):
         if l.get("stride", 1) == 2:
             scale /= 2
             downs += 1
+        if scale > 1:
+            raise SpecError("layer %d (%s) upsamples above the input's resolution" % (i, name))
+        if s * 2 ** downs > 64:
+            raise SpecError("layer %d (%s): the total stride exceeds 64" % (i, name))
         c = cout
         if l.get("add_skip"):
             if skip != (c, scale):
@@ -149,8 +158,8 @@ def check_spec(spec, shapes):
         raise SpecError("a saved skip is never added")
     if c != 3 * p * p:
         raise SpecError("the last layer has %d channels, expected %d" % (c, 3 * p * p))
-    if layers[-1].get("norm") or layers[-1].get("relu"):
-        raise SpecError("the last layer must have no norm and no ReLU")
+    if layers[-1].get("norm") or layers[-1].get("relu") or layers[-1].get("add_skip"):
+        raise SpecError("the last layer must have no norm, residual add or ReLU")
     if s * 2 ** downs != p * 2 ** ups:
         raise SpecError("total stride %d != output scale %d" % (s * 2 ** downs, p * 2 ** ups))
 
