@@ -23,24 +23,37 @@ MODELS = sorted((REPO / "models").glob("*.safetensors"))
 OWN = {"starry_night", "great_wave", "the_scream", "starry_night_fast"}
 # pytorch/examples' pretrained models (ONNX model zoo fp16 copy), BSD-3-Clause
 REFERENCE = {"mosaic", "candy"}
+# compact networks distilled from a shipped model (tools/distill.py), named <teacher>_live
+LIVE = {"mosaic_live", "candy_live"}
 BSD_LICENSE = REPO / "models" / "LICENSE-pytorch-examples.txt"
 COPYRIGHT = "Copyright (c) 2017, Pytorch contributors"
 
 
 def test_the_promised_styles_are_shipped():
-    assert OWN | REFERENCE <= {p.stem for p in MODELS}
+    assert OWN | REFERENCE | LIVE <= {p.stem for p in MODELS}
 
 
 def test_every_shipped_model_has_a_known_licence():
-    assert {p.stem for p in MODELS} <= OWN | REFERENCE, "a new model: add its licence checks here"
+    assert {p.stem for p in MODELS} <= OWN | REFERENCE | LIVE, "a new model: add its licence checks here"
 
 
 @pytest.mark.parametrize("path", MODELS, ids=[p.stem for p in MODELS])
 def test_metadata(path):
     m = stylize_safetensors.read(path)[1]  # validates the file too
-    assert m["format"] == "stylize" and m["architecture"] == "transformer_net"
+    assert m["format"] == "stylize"
+    assert m["architecture"] == ("compact" if path.stem in LIVE else "transformer_net")
     assert m["style"] == path.stem
     assert m["dtype"] == "fp16"
+    if path.stem in LIVE:  # names its teacher, which is shipped, byte for byte
+        import hashlib
+        teacher = REPO / "models" / m["teacher"]
+        assert m["teacher"] == path.stem[:-len("_live")] + ".safetensors" and teacher.is_file()
+        assert m["teacher_sha256"] == hashlib.sha256(teacher.read_bytes()).hexdigest()
+        tm = stylize_safetensors.read(teacher)[1]
+        assert m["license"] == tm["license"] and m.get("copyright") == tm.get("copyright")
+        assert m["trained_by"] == "tools/distill.py" and "content/photos" in m["data"]
+        assert json.loads(m["training"])["iterations"] > 0 and json.loads(m["network"])["layers"]
+        return
     if path.stem in REFERENCE:
         assert m["license"] == "BSD-3-Clause"
         assert m["copyright"] == COPYRIGHT
@@ -56,7 +69,7 @@ def test_metadata(path):
 
 def test_bsd_licence_text_travels_with_the_pretrained_models():
     text = BSD_LICENSE.read_text()
-    for name in REFERENCE:  # the note says which files it covers
+    for name in REFERENCE | LIVE:  # the note says which files it covers
         assert "models/%s.safetensors" % name in text
     # BSD-3: the copyright notice, the three conditions and the disclaimer
     assert COPYRIGHT in text and "BSD 3-Clause License" in text
@@ -84,6 +97,8 @@ def test_pretrained_weights_are_shipped_unchanged(name, shared):
 def test_stylizes_a_photograph(release, path, tmp_path):
     info = json.loads(release.run("stylize-image", "-m", path, "--info", check=True).stdout)
     assert info["width1"] == (16 if path.stem.endswith("_fast") else 32)
+    if path.stem in LIVE:  # a fraction of its teacher's cost
+        assert info["architecture"] == "compact" and info["macs_per_pixel"] < 154000 / 12
     src = tmp_path / "in.png"
     Image.open(SHARED / "media" / "kodak" / "kodim23.png").convert("RGB").resize((192, 128)).save(src)
     out = tmp_path / "out.png"
@@ -96,6 +111,29 @@ def test_stylizes_a_photograph(release, path, tmp_path):
     # the picture survives: stylized and original luminance still correlate
     ya, yb = a.mean(axis=2).ravel(), b.mean(axis=2).ravel()
     assert np.corrcoef(ya, yb)[0, 1] > 0.2
+
+
+@pytest.mark.parametrize("name", sorted(LIVE))
+def test_live_twin_keeps_its_teachers_tones(release, name, shared, tmp_path):
+    """A floor under the twin's fidelity (8x8 block means: tones and colours,
+    not stroke positions) to its teacher on two Kodak photographs (never
+    trained on), so that a broken export or engine change shows. Measured
+    with tools/style_quality.py --teacher over all 8 at 512 px: mosaic_live
+    20.8 dB (the issue's target, 25 dB, is not reached: models/README.md)."""
+    vals = []
+    for img in ("kodim05", "kodim23"):
+        src = tmp_path / (img + ".png")
+        Image.open(shared / "media" / "kodak" / (img + ".png")).convert("RGB").resize((384, 256)).save(src)
+        outs = []
+        for m in (name, name[:-len("_live")]):
+            out = tmp_path / ("%s_%s.png" % (img, m))
+            release.run("stylize-image", "-m", REPO / "models" / (m + ".safetensors"), "--mode", "full",
+                        "--precision", "fp32", "--threads", "2", src, out, check=True)
+            outs.append(np.asarray(Image.open(out), dtype=np.float64))
+        a, b = (o.reshape(32, 8, 48, 8, 3).mean(axis=(1, 3)) for o in outs)
+        vals.append(10 * np.log10(255.0 ** 2 / ((a - b) ** 2).mean()))
+    print("\n  %s: 8x8 block-mean PSNR to its teacher %.1f dB" % (name, np.mean(vals)))
+    assert np.mean(vals) > 18
 
 
 def test_filter_finds_a_shipped_style_by_name(tmp_path):
