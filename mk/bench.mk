@@ -7,7 +7,7 @@
 STYLIZE_BENCH := $(BUILD)/bin/stylize-bench
 BENCH_ARGS ?=
 
-.PHONY: bench-tools bench
+.PHONY: bench-tools bench bench-live
 bench-tools: $(STYLIZE_BENCH)
 
 $(STYLIZE_BENCH): core/cli/stylize_bench.c $(LIBSTYLIZE_A) | $(BUILD)/bin
@@ -15,3 +15,8 @@ $(STYLIZE_BENCH): core/cli/stylize_bench.c $(LIBSTYLIZE_A) | $(BUILD)/bin
 
 bench: bench-tools
 	$(PYTHON) tools/bench.py --build $(BUILD) --output docs/BENCHMARK.md $(BENCH_ARGS)
+	$(PYTHON) tools/bench_live.py --build $(BUILD) --output docs/BENCHMARK_LIVE.md
+
+# The _live styles against their teachers only (640x480 and 720p, ffmpeg at 640x480).
+bench-live: bench-tools
+	$(PYTHON) tools/bench_live.py --build $(BUILD) --output docs/BENCHMARK_LIVE.md

@@ -1,0 +1,132 @@
+#!/usr/bin/python3
+"""Benchmark the _live styles against their teachers, in one run, and write
+a Markdown report (docs/BENCHMARK_LIVE.md; `make bench` runs it after
+tools/bench.py).
+
+For every models/<style>_live.safetensors and its teacher
+models/<style>.safetensors, at 640x480 and 1280x720, `tin` with the default
+thumbnail and tiles, 2 threads, dnnl in bf16 (where the CPU has AVX512-BF16
+or AMX) and fp32: ms per frame (median of the timed frames after warm-up),
+GFLOP per frame, and the teacher/twin ratio; then the real ffmpeg on 300
+frames of 640x480 video (`ffmpeg -benchmark`) with the first twin. The
+targets of the live-styles issue are checked beside each figure. The CPU
+model and ISA are printed with the results; the machine is shared, so each
+measurement first waits for the CPUs to be idle (bench.py's rule) and the
+idle fraction seen is reported.
+
+    tools/bench_live.py [--build build] [--output docs/BENCHMARK_LIVE.md] [--frames 20]
+"""
+import argparse
+import datetime
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+TOOLS = Path(__file__).resolve().parent
+REPO = TOOLS.parent
+sys.path.insert(0, str(TOOLS))
+from bench import cpu_flags, cpu_name, wait_idle, log  # noqa: E402
+
+SIZES = [("640x480", 640, 480), ("1280x720", 1280, 720)]
+TARGET_MS = {("640x480", "bf16"): 33.0, ("640x480", "fp32"): 50.0, ("1280x720", "bf16"): 66.0}
+SHARED = REPO.parent / "shared"
+
+
+def stylize_bench(build, model, size, precision, frames, idle_wait):
+    cmd = [str(build / "bin" / "stylize-bench"), "-m", str(model), "--backend", "dnnl", "--precision",
+           precision, "--mode", "tin", "--threads", "2", "--size", size, "--frames", str(frames),
+           "--warmup", "3"]
+    idle = wait_idle(idle_wait)
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    if p.returncode:
+        log("bench_live: %s failed: %s" % (" ".join(cmd), p.stderr.strip()))
+        return None
+    r = json.loads(p.stdout.strip().splitlines()[-1])
+    r["idle"] = idle
+    log("  %-24s %-8s %-4s %8.1f ms (best %.1f)  %.1f GFLOP  [idle %.0f%%]"
+        % (Path(model).stem, size, precision, r["ms_median"], r["ms_best"], r["gflop"], 100 * idle))
+    return r
+
+
+def ffmpeg_fps(build, model, frames, idle_wait):
+    """frames of the cockatoo clip (looped) at 640x480 through the real ffmpeg."""
+    ffmpeg = build / "bin" / "ffmpeg"
+    clip = SHARED / "media" / "cockatoo.mp4"
+    if not ffmpeg.exists() or not clip.exists():
+        return None
+    cmd = [str(ffmpeg), "-hide_banner", "-nostats", "-benchmark", "-stream_loop", "-1", "-i", str(clip),
+           "-frames:v", str(frames), "-vf", "scale=640:480,stylize=model=%s:threads=2" % model,
+           "-f", "null", "/dev/null"]
+    idle = wait_idle(idle_wait)
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    m = re.search(r"bench: utime=([\d.]+)s stime=([\d.]+)s rtime=([\d.]+)s", p.stderr)
+    if p.returncode or not m:
+        log("bench_live: ffmpeg failed: %s" % p.stderr[-500:])
+        return None
+    rtime = float(m.group(3))
+    return {"frames": frames, "rtime": rtime, "fps": frames / rtime, "idle": idle,
+            "cmd": " ".join(cmd[:1] + [c if " " not in c else "'%s'" % c for c in cmd[1:]])}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--build", default=str(REPO / "build"))
+    ap.add_argument("--output", "-o")
+    ap.add_argument("--frames", type=int, default=20)
+    ap.add_argument("--ffmpeg-frames", type=int, default=300)
+    ap.add_argument("--idle-wait", type=float, default=60.0)
+    args = ap.parse_args()
+    build = Path(args.build)
+    flags = cpu_flags()
+    has_bf16 = bool({"avx512_bf16", "amx_bf16"} & flags)
+    isa = " ".join(sorted(f for f in flags if f.startswith(("avx512", "amx")) or f in ("avx2", "fma")))
+    precisions = (["bf16"] if has_bf16 else []) + ["fp32"]
+    started = datetime.datetime.now(datetime.timezone.utc)
+    twins = sorted((REPO / "models").glob("*_live.safetensors"))
+    rows = []
+    for twin in twins:
+        teacher = twin.with_name(twin.name.replace("_live", ""))
+        for size, w, h in SIZES:
+            for prec in precisions:
+                a = stylize_bench(build, twin, size, prec, args.frames, args.idle_wait)
+                b = stylize_bench(build, teacher, size, prec, max(3, args.frames // 4), args.idle_wait)
+                if a and b:
+                    rows.append((twin.stem, teacher.stem, size, prec, a, b))
+    ff = ffmpeg_fps(build, twins[0].stem, args.ffmpeg_frames, args.idle_wait) if twins else None
+
+    out = ["# The _live styles against their teachers", "",
+           "Measured %s UTC with `tools/bench_live.py` (`make bench`). CPU: **%s**, %d online; ISA: %s. "
+           "libstylize dnnl backend, `tin` (thumbnail 512, tiles 768), 2 threads; ms per frame = median "
+           "of %d frames after 3 warm-up frames (the teachers: %d frames); GFLOP = the network's "
+           "multiply-adds × 2 on the frame. Targets of the live-styles issue in brackets, ✓ / ✗."
+           % (started.strftime("%Y-%m-%d %H:%M"), cpu_name(), len(open("/proc/cpuinfo").read().split("processor")) - 1,
+              isa or "none", args.frames, max(3, args.frames // 4)), "",
+           "| twin | size | precision | twin ms | fps | GFLOP | teacher ms | teacher GFLOP | teacher / twin | idle |",
+           "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for twin, teacher, size, prec, a, b in rows:
+        target = TARGET_MS.get((size, prec))
+        mark = "" if target is None else " [≤ %g %s]" % (target, "✓" if a["ms_median"] <= target else "✗")
+        ratio = b["ms_median"] / a["ms_median"]
+        rmark = " [≥ 8 %s]" % ("✓" if ratio >= 8 else "✗") if (size, prec) == ("1280x720", "bf16") else ""
+        out.append("| %s | %s | %s | %.1f%s | %.1f | %.1f | %.1f | %.1f | %.1f×%s | %.0f%% |"
+                   % (twin, size, prec, a["ms_median"], mark, 1000 / a["ms_median"], a["gflop"],
+                      b["ms_median"], b["gflop"], ratio, rmark, 100 * min(a["idle"], b["idle"])))
+    out.append("")
+    if ff:
+        out += ["Through the real ffmpeg: %d frames of the cockatoo clip scaled to 640×480 with `%s`: "
+                "%.1f s, **%.1f frames/s** [≥ 25 %s] (idle %.0f%% before the run):" % (
+                    ff["frames"], twins[0].stem, ff["rtime"], ff["fps"], "✓" if ff["fps"] >= 25 else "✗",
+                    100 * ff["idle"]), "", "```", ff["cmd"], "```", ""]
+    text = "\n".join(out)
+    if args.output:
+        Path(args.output).write_text(text)
+        log("bench_live: wrote %s" % args.output)
+    else:
+        print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
