@@ -204,6 +204,24 @@ def test_real_models_switch(tmp_path, real_models):
     differs(right(img), right(stylized(real_models[0])[1]), "right half vs mosaic")
 
 
+def test_live_twin_is_preloaded_on_the_next_key(tmp_path):
+    """-m STYLE also loads STYLE_live where it exists (key 2 here), and the
+    twin's picture is what the filter draws with it; --no-live leaves it out."""
+    live = REPO / "models" / "mosaic_live.safetensors"
+    if not live.exists():
+        pytest.skip("models/mosaic_live.safetensors not shipped")
+    for name in ("mosaic", "mosaic_live"):
+        shutil.copy(REPO / "models" / (name + ".safetensors"), tmp_path / (name + ".safetensors"))
+    teacher = tmp_path / "mosaic.safetensors"
+    img, proc = play(tmp_path, [teacher], "--keys", "1:2", frames=2)
+    assert "key 2: %s" % (tmp_path / "mosaic_live.safetensors") in proc.stderr, proc.stderr
+    close(right(img), right(stylized(tmp_path / "mosaic_live.safetensors")[1]), "right half vs the twin")
+    differs(right(img), right(stylized(teacher)[1]), "right half vs the teacher")
+    proc = run_player("-m", teacher, "--no-live", "-f", "lavfi", TESTSRC, "--exit-after", 1, "--keys", "0:2")
+    assert proc.returncode == 0 and "key 2" not in proc.stderr
+    assert "no style 2" in proc.stderr, proc.stderr
+
+
 def test_failed_switch_keeps_current_style(tmp_path, models):
     img, proc = play(tmp_path, models, "--keys", "1:2,2:7", frames=3)
     assert "no style 7" in proc.stderr and "keeping" in proc.stderr
