@@ -208,7 +208,7 @@ def border_lines(images):
 
 @pytest.fixture(scope="module")
 def border_photos(tmp_path_factory, shared):
-    """Kodak photos without their own border defects (the files have a dark
+    """Kodak photos without their own border defects (the files have a black
     bottom row and a duplicated column), at BORDER_LONG_SIDE."""
     d = tmp_path_factory.mktemp("border")
     paths = []

@@ -19,6 +19,9 @@ build/bin/stylize-image in `full` mode, fp32, and measured with VGG19
                    --style-image STYLE=PATH gives or overrides it (the painting
                    at its own size unless --style-size). Without a painting
                    (mosaic, candy: ../shared has no copy) the column is empty.
+  style loss       the same errors squared and averaged: tools/train.py's
+                   normalized style loss term (issue 14's figures are on
+                   this scale).
   Gram spread      the same relative error between each output and the
                    model's own mean Gram over the 8 outputs: how much the
                    style statistics move with the photo (0 = the same texture
