@@ -1,6 +1,7 @@
 # FFmpeg with the `stylize` filter: fetch a pinned release, patch it, build
-# ffmpeg/ffprobe/ffplay (full or minimal profile) against the in-tree libstylize. Included by the
-# top-level Makefile (after core/core.mk). See docs/FFMPEG.md.
+# ffmpeg/ffprobe/ffplay (full or minimal profile) against the in-tree
+# libstylize. Included by the top-level Makefile (after core/core.mk). See
+# docs/FFMPEG.md.
 #
 # Layout, per FFmpeg version V (7.1, 8.1, 9.0):
 #   $(BUILD)/ffmpeg-dl/ffmpeg-X.Y.Z.tar.xz  verified release tarballs (kept by clean)
@@ -92,8 +93,9 @@ FF_PROFILE_FLAGS := --disable-everything --disable-autodetect \
 	--enable-zlib --enable-sdl2 --enable-libx264 $(FF_COMPONENTS)
 else
 # FFmpeg's defaults (autodetected system libraries included: zlib, sdl2,
-# xcb, alsa, v4l2, ...), the external libraries, no debug symbols (a
-# third of the compile time and 10x the binary size for nobody).
+# xcb, alsa, v4l2, ...), the external libraries, and no debug symbols: -g
+# only slows the compile and bloats the unstripped *_g programs (the
+# programs people run are stripped either way).
 FF_PROFILE_FLAGS := --disable-debug $(FFMPEG_LIB_FLAGS)
 endif
 
