@@ -3,7 +3,11 @@
 
     STYLIZE_BUILD=$PWD/build /usr/bin/python3 -m pytest -q tests/test_formats.py
 
-Each source file is made by the built ffmpeg itself (testsrc2 + sine), then
+First, the build has what users chain with the filter and the codecs of
+the files they have (vp8/vp9/opus/AV1/ProRes/DNxHD/MPEG-2/FLAC/Vorbis/AC-3
+decoders, x264/x265/vpx/aom/SVT-AV1/opus/lame encoders, eq/drawtext/blend/
+xfade/zscale/subtitles filters, https). Each source file is made by the
+built ffmpeg itself (testsrc2 + sine), then
 decoded, stylized and re-encoded with its usual encoder:
   * WebM: VP9 (libvpx-vp9) + Opus (libopus)
   * AV1 in MP4: SVT-AV1 (libsvtav1), decoded by libdav1d
@@ -92,12 +96,30 @@ def components():
     for kind in ("encoders", "decoders", "filters", "muxers"):
         text = run([FFMPEG, "-hide_banner", f"-{kind}"]).stdout.decode()
         have |= {f"{kind[:-1]}:{m.group(1)}" for m in re.finditer(r"^ +[A-Z.|]+ +(\S+)", text, re.M)}
+    # -protocols: "Input:" then "Output:", one name per line.
+    text = run([FFMPEG, "-hide_banner", "-protocols"]).stdout.decode()
+    have |= {f"protocol:{name.strip()}" for name in text.splitlines()[1:] if name.startswith("  ")}
     return have
 
 
 def need(components, *names):
     missing = [n for n in names if n not in components]
     assert not missing, f"this full FFmpeg build lacks {missing} (see ./configure's library list)"
+
+
+# What users chain with stylize and the files they have (the issue that made
+# the full profile the default): each must be in a full build.
+EXPECTED = (["decoder:" + d for d in ("vp8", "vp9", "opus", "libdav1d", "prores", "dnxhd", "mpeg2video",
+                                      "flac", "vorbis", "ac3", "h264", "hevc")] +
+            ["encoder:" + e for e in ("libx264", "libx265", "libvpx", "libvpx-vp9", "libaom-av1", "libsvtav1",
+                                      "libopus", "libvorbis", "libmp3lame", "libwebp", "aac", "prores_ks")] +
+            ["filter:" + f for f in ("blend", "eq", "drawtext", "unsharp", "fade", "xfade", "tmix",
+                                     "minterpolate", "zscale", "subtitles", "stylize")] +
+            ["protocol:" + p for p in ("https", "tls", "file", "pipe")])
+
+
+def test_full_build_has_what_users_expect(components):
+    need(components, *EXPECTED)
 
 
 # name: (extension, source encoding args, re-encoding args, decoder, expected video/audio codec, min PSNR)
