@@ -20,7 +20,9 @@ help:
 	@echo "make deps       install the build and test dependencies (Debian/Ubuntu, needs root)"
 	@echo "make demo       stylize a sample video and image with a model (see README)"
 	@echo "make check      run every test (reference vs PyTorch, TIN, sanitizers, ffmpeg)"
-	@echo "make install    install libstylize, stylize.pc and the header (PREFIX, DESTDIR)"
+	@echo "make install    install ffmpeg-stylize/ffprobe-stylize/ffplay-stylize, stylize-image, -player,"
+	@echo "                -batch, -convert, libstylize, the models and man pages (PREFIX, DESTDIR,"
+	@echo "                PROGRAM_SUFFIX); make uninstall removes them"
 	@echo "make player     build/bin/stylize-player, the SDL2 live preview"
 	@echo "make ffmpeg-doc FFmpeg's man pages, ffmpeg-filters.1 documents stylize"
 	@echo "make check-ffmpeg-all   build FFmpeg 7.1 and 8.1 too and run the filter tests on each"
@@ -37,7 +39,8 @@ demo:
 	BUILD=$(TOP)/$(BUILD) sh tools/demo.sh
 
 include core/core.mk
--include $(wildcard mk/*.mk)
+-include $(filter-out mk/install.mk,$(wildcard mk/*.mk))
+include mk/install.mk
 
 # Tests: one pytest run covers the core (release and ASan/UBSan builds),
 # the converter and the ffmpeg integration.
@@ -49,7 +52,7 @@ check-core: lib tools sanitize
 	STYLIZE_BUILD=$(TOP)/$(BUILD) STYLIZE_NO_FFMPEG=1 $(PYTHON) -m pytest -q -ra tests $(PYTEST_ARGS)
 
 clean:
-	rm -rf $(BUILD)/lib $(BUILD)/obj $(BUILD)/bin/stylize-* $(BUILD)/asan $(BUILD)/tests
+	rm -rf $(BUILD)/lib $(BUILD)/obj $(BUILD)/bin/stylize-* $(BUILD)/asan $(BUILD)/tests $(BUILD)/inst
 
 distclean:
 	rm -rf $(BUILD) config.mk

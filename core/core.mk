@@ -14,9 +14,12 @@ CORE_PKGS := json-c
 CLI_PKGS := libpng
 
 WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter
+# Where a bare style name is looked up (core/src/model_path.c): the build
+# tree's library also falls back to the source tree's models/; the installed
+# one (mk/install.mk) is compiled without that fallback.
+TREE_MODEL_FLAGS := -DSTYLIZE_MODEL_DIR='"$(PREFIX)/share/stylize/models"' -DSTYLIZE_SOURCE_MODEL_DIR='"$(TOP)/models"'
 CORE_CFLAGS := -std=c11 -D_GNU_SOURCE -O2 -g $(WARN) -fPIC -pthread -Icore/include -Icore/src \
-	$(shell pkg-config --cflags $(CORE_PKGS)) \
-	-DSTYLIZE_MODEL_DIR='"$(PREFIX)/share/stylize/models"' -DSTYLIZE_SOURCE_MODEL_DIR='"$(TOP)/models"'
+	$(shell pkg-config --cflags $(CORE_PKGS)) $(TREE_MODEL_FLAGS)
 # The convolution kernels: full optimization, and FMA where the clone has it.
 KERNEL_CFLAGS := -O3 -ffp-contract=fast -fno-tree-slp-vectorize -Wno-psabi
 CORE_LIBS := $(shell pkg-config --libs $(CORE_PKGS)) -lpthread -lm
@@ -78,24 +81,3 @@ $(BUILD)/tests/test_stats_file: tests/test_stats_file.c tests/check.h $(LIBSTYLI
 	$(CC) $(CORE_CFLAGS) $< -o $@ $(LIBSTYLIZE_A) $(CORE_LIBS)
 $(BUILD)/asan/tests/test_stats_file: tests/test_stats_file.c tests/check.h $(ASAN_OBJ) | $(BUILD)/asan/tests
 	$(CC) $(CORE_CFLAGS) -O1 $(SAN_FLAGS) $< -o $@ $(ASAN_OBJ) $(CORE_LIBS)
-
-# Installed pkg-config file (rewritten every time: PREFIX may come from the command line).
-.PHONY: FORCE
-$(BUILD)/stylize.pc: FORCE | $(BUILD)/lib
-	printf 'prefix=%s\nlibdir=$${prefix}/lib\nincludedir=$${prefix}/include\n\nName: stylize\nDescription: neural style transfer with thumbnail instance normalization\nVersion: 0.1.0\nRequires.private: json-c\nCflags: -I$${includedir}\nLibs: -L$${libdir} -lstylize\nLibs.private: -lpthread -lm\n' \
-		"$(PREFIX)" >$@
-
-.PHONY: install uninstall
-install: lib $(STYLIZE_IMAGE) $(BUILD)/stylize.pc
-	install -d $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/stylize/models
-	install -m 644 $(LIBSTYLIZE_A) $(DESTDIR)$(PREFIX)/lib/
-	install -m 755 $(LIBSTYLIZE_SO) $(DESTDIR)$(PREFIX)/lib/libstylize.so.0
-	ln -sf libstylize.so.0 $(DESTDIR)$(PREFIX)/lib/libstylize.so
-	install -m 644 core/include/stylize.h $(DESTDIR)$(PREFIX)/include/
-	install -m 644 $(BUILD)/stylize.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/
-	install -m 755 $(STYLIZE_IMAGE) $(DESTDIR)$(PREFIX)/bin/
-	for m in models/*.safetensors models/LICENSE-*.txt; do [ -f "$$m" ] && install -m 644 "$$m" $(DESTDIR)$(PREFIX)/share/stylize/models/ || true; done
-uninstall:
-	rm -f $(DESTDIR)$(PREFIX)/lib/libstylize.a $(DESTDIR)$(PREFIX)/lib/libstylize.so $(DESTDIR)$(PREFIX)/lib/libstylize.so.0 \
-		$(DESTDIR)$(PREFIX)/include/stylize.h $(DESTDIR)$(PREFIX)/lib/pkgconfig/stylize.pc $(DESTDIR)$(PREFIX)/bin/stylize-image
-	rm -rf $(DESTDIR)$(PREFIX)/share/stylize

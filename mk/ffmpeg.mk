@@ -1,6 +1,7 @@
-# FFmpeg with the `stylize` filter: fetch a pinned release, patch it, build a
-# small ffmpeg/ffprobe/ffplay against the in-tree libstylize. Included by the
-# top-level Makefile (after core/core.mk). See docs/FFMPEG.md.
+# FFmpeg with the `stylize` filter: fetch a pinned release, patch it, build
+# ffmpeg/ffprobe/ffplay (full or minimal profile) against the in-tree
+# libstylize. Included by the top-level Makefile (after core/core.mk). See
+# docs/FFMPEG.md.
 #
 # Layout, per FFmpeg version V (7.1, 8.1, 9.0):
 #   $(BUILD)/ffmpeg-dl/ffmpeg-X.Y.Z.tar.xz  verified release tarballs (kept by clean)
@@ -50,9 +51,16 @@ FF_TOP := $(abspath .)
 FF_PROGS := ffmpeg ffprobe ffplay
 FF_PATCH = $(FF_TOP)/patches/$(1)/0001-avfilter-add-stylize-filter.patch
 
-# A small FFmpeg: what the filter, its tests, webcams, common files and
-# FATE's filter tests need. Everything else is left out to keep the build
-# short (a few minutes on 2 cores).
+# Two profiles (./configure --ffmpeg-profile=...):
+#   full     every component FFmpeg builds by default, plus the external
+#            libraries configure found (FFMPEG_LIB_FLAGS: x264, x265, vpx,
+#            dav1d, aom, svt-av1, opus, ...): the ffmpeg users know.
+#   minimal  what the filter, its tests, webcams, common files and FATE's
+#            filter tests need; a few minutes on 2 cores, for development.
+FFMPEG_PROFILE ?= full
+FFMPEG_LIB_FLAGS ?=
+FFMPEG_CCACHE ?=
+
 FF_DECODERS := h264 hevc mpeg4 vp9 png mjpeg bmp rawvideo wrapped_avframe \
 	aac mp3 mp3float pcm_s16le pcm_f32le pgmyuv
 FF_ENCODERS := libx264 mpeg4 png mjpeg bmp rawvideo wrapped_avframe aac pcm_s16le pcm_f32le
@@ -80,11 +88,21 @@ FF_COMPONENTS := $(addprefix --enable-decoder=,$(FF_DECODERS)) \
 	$(addprefix --enable-indev=,$(FF_INDEVS)) \
 	$(addprefix --enable-filter=,$(FF_FILTERS))
 
-FF_CONFIGURE_FLAGS := --disable-everything --disable-autodetect \
-	--enable-gpl --enable-pthreads --enable-zlib --enable-sdl2 \
-	--enable-libx264 --enable-libstylize \
+ifeq ($(FFMPEG_PROFILE),minimal)
+FF_PROFILE_FLAGS := --disable-everything --disable-autodetect \
+	--enable-zlib --enable-sdl2 --enable-libx264 $(FF_COMPONENTS)
+else
+# FFmpeg's defaults (autodetected system libraries included: zlib, sdl2,
+# xcb, alsa, v4l2, ...), the external libraries, and no debug symbols: -g
+# only slows the compile and bloats the unstripped *_g programs (the
+# programs people run are stripped either way).
+FF_PROFILE_FLAGS := --disable-debug $(FFMPEG_LIB_FLAGS)
+endif
+
+FF_CONFIGURE_FLAGS := $(if $(FFMPEG_CCACHE),--cc='$(FFMPEG_CCACHE) $(CC)') \
+	--enable-gpl --enable-pthreads --enable-libstylize \
 	--disable-htmlpages --disable-podpages --disable-txtpages \
-	$(FF_COMPONENTS) $(FFMPEG_EXTRA_CONFIGURE)
+	$(FF_PROFILE_FLAGS) $(FFMPEG_EXTRA_CONFIGURE)
 
 # Write $(2) to file $(1) only when it differs (a stamp that changes with a value).
 ff_write_if_changed = mkdir -p $(dir $(1)) && printf '%s\n' "$(2)" >$(1).tmp && \

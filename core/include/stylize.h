@@ -156,7 +156,8 @@ stylize_precision stylize_active_precision(const stylize_ctx *ctx);
  * names an existing file or contains a '/'; otherwise the bare style name
  * (with or without ".safetensors") is looked up in the installed models
  * folder (PREFIX/share/stylize/models), then in each folder of the
- * colon-separated STYLIZE_MODEL_PATH, then in the source tree's models/.
+ * colon-separated STYLIZE_MODEL_PATH, then (the build tree's library
+ * only, not the one `make install` installs) in the source tree's models/.
  * Writes the path to path[0..path_size) and returns 0, or
  * STYLIZE_ERR_IO when nothing is found (path then holds a message listing
  * where it looked). */
