@@ -39,10 +39,20 @@ typedef enum stylize_status {
 
 /* How instance-norm statistics are obtained. */
 typedef enum stylize_mode {
-    STYLIZE_MODE_TIN = 0,   /* thumbnail statistics, tiled: bounded memory, seamless (default) */
+    STYLIZE_MODE_TIN = 0,   /* thumbnail statistics, tiled: bounded memory, seamless, an approximation */
     STYLIZE_MODE_FULL = 1,  /* exact instance norm over the whole frame (= PyTorch); memory grows with the frame */
     STYLIZE_MODE_PATCH = 2, /* each tile normalizes with its own statistics: the naive baseline, shows seams */
+    STYLIZE_MODE_EXACT = 3, /* full's statistics computed in tiles: the same picture (within 1 level in fp32)
+                               with tile-bounded memory, at the cost of one pass over the tiles per
+                               instance-norm layer (several times tin's time); not on the cuda backend */
+    STYLIZE_MODE_AUTO = 4,  /* default: full when its working memory fits the budget (max_memory, or
+                               STYLIZE_AUTO_BUDGET when that is 0); otherwise exact when `still` is set
+                               (and the backend has exact), else tin. Statistics imposed with
+                               stylize_set_stats make that frame tin. stylize_resolve_mode tells the choice. */
 } stylize_mode;
+
+/* mode=auto's memory budget when max_memory is 0: 1 GiB (full fits up to about 1080p with the classic model). */
+#define STYLIZE_AUTO_BUDGET ((size_t)1 << 30)
 
 typedef enum stylize_backend {
     STYLIZE_BACKEND_AUTO = 0, /* fastest available */
@@ -75,7 +85,7 @@ typedef enum stylize_pixfmt {
 /* Options. Always start from stylize_options_default(); fields may be added
  * at the end in later versions. */
 typedef struct stylize_options {
-    stylize_mode mode;     /* default STYLIZE_MODE_TIN */
+    stylize_mode mode;     /* default STYLIZE_MODE_AUTO */
     int thumb;             /* TIN thumbnail: longer side in pixels, >= 16, default 512; never upscaled */
     int tile;              /* tile side in pixels (rounded up to a multiple of 4), default 768;
                               0 = one tile covering the whole frame */
@@ -95,6 +105,9 @@ typedef struct stylize_options {
                               A frame that needs more fails with STYLIZE_ERR_TOO_LARGE before
                               anything is allocated; in tin mode the need depends on tile and
                               thumb only (stylize_memory_needed tells it). */
+    int still;             /* 1: the frames are independent still images (photos), so mode=auto may spend
+                              exact mode's time on frames too large for full; 0: video (default), where
+                              auto uses tin for them */
 } stylize_options;
 
 /* Model facts, read from the model file. */
@@ -132,7 +145,7 @@ const char *stylize_strerror(int status);
 /* Fill *opts with the defaults documented above. */
 void stylize_options_default(stylize_options *opts);
 
-/* Parse "tin", "full", "patch" / "auto", "ref", "dnnl", "cuda" /
+/* Parse "tin", "full", "patch", "exact", "auto" / "auto", "ref", "dnnl", "cuda" /
  * "auto", "fp32", "bf16", "fp16" into the enums.
  * Return 0, or STYLIZE_ERR_INVALID_ARG for an unknown name. */
 int stylize_mode_from_name(const char *name, stylize_mode *mode);
@@ -184,6 +197,10 @@ int stylize_process(stylize_ctx *ctx, const stylize_frame *in, stylize_frame *ou
  * width x height frame needs with the current model and options. */
 size_t stylize_memory_needed(const stylize_ctx *ctx, int width, int height);
 
+/* The mode a width x height frame is processed in with the current options:
+ * mode itself, or what auto chooses (see STYLIZE_MODE_AUTO). */
+stylize_mode stylize_resolve_mode(const stylize_ctx *ctx, int width, int height);
+
 /* Read the options in force. */
 void stylize_get_options(const stylize_ctx *ctx, stylize_options *opts);
 
@@ -207,8 +224,9 @@ void stylize_get_model_info(const stylize_ctx *ctx, stylize_model_info *info);
 size_t stylize_stats_size(const stylize_ctx *ctx);
 
 /* Copy the statistics used for the last processed frame in tin mode (after
- * smoothing) to dst[0..n). n must equal stylize_stats_size(). Fails if no
- * frame has been processed in tin mode since the model was loaded. */
+ * smoothing) or exact mode (the frame's exact statistics) to dst[0..n). n
+ * must equal stylize_stats_size(). Fails if no frame has been processed in
+ * tin or exact mode since the model was loaded. */
 int stylize_get_stats(const stylize_ctx *ctx, float *dst, size_t n);
 
 /* Use src[0..n) as the statistics of the next processed frame in tin mode,

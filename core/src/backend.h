@@ -20,6 +20,18 @@ typedef struct sty_run {
     int stats_only;    /* stop after the last instance norm; out is not written */
     float *out;        /* out_h x out_w x 3 floats: the top-left block of the network output */
     int out_h, out_w;  /* at most the network's output size (4*ceil(ceil(n/2)/2)) */
+    /* Exact mode's statistics passes (moments != 0): norm must be
+     * STY_NORM_FIXED with stats valid for the norms before stop_norm (later
+     * entries are not read). The network runs up to the convolution of the
+     * layer whose norm is stop_norm and stops before normalizing it; for
+     * each of that norm's c channels, moments[ch] receives the mean and
+     * moments[c + ch] the sum of squared deviations from that mean (double)
+     * of the pre-norm output over rows [ry0, ry1) and columns [rx0, rx1) of
+     * that layer's output (crop coordinates at the layer's resolution).
+     * out is not written. */
+    double *moments;
+    int stop_norm;
+    int ry0, ry1, rx0, rx1;
 } sty_run;
 
 typedef struct sty_backend_config {
@@ -42,6 +54,8 @@ typedef struct sty_backend_ops {
     int (*run)(void *state, const sty_run *r);
     /* Bytes of working memory needed for an h x w crop (for memory limits). */
     size_t (*workspace_bytes)(const sty_model *m, int h, int w);
+    /* 1: run() implements sty_run.moments (mode=exact). */
+    int exact;
     /* The precision in use (never AUTO). */
     stylize_precision (*active_precision)(const void *state);
 } sty_backend_ops;

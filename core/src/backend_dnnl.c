@@ -794,6 +794,15 @@ static int run_plan(dnnl_state *st, plan *p, const sty_run *r)
             st->prof_pass[3 * li] += t1 - t0;
             t0 = t1;
         }
+        if (L->norm >= 0 && r->moments && L->norm == r->stop_norm) { /* exact mode's statistics pass */
+            const int hi = out->H - 2 * X->bout, wi = out->W - 2 * X->bout;
+            if (r->ry0 < 0 || r->rx0 < 0 || r->ry1 > hi || r->rx1 > wi || r->ry0 >= r->ry1 || r->rx0 >= r->rx1)
+                return STYLIZE_ERR_INVALID_ARG;
+            if (A->dnnl_stream_wait(st->strm))
+                return STYLIZE_ERR_BACKEND;
+            sty_k_region_moments(&k, out, X->bout, r->ry0, r->ry1, r->rx0, r->rx1, st->partial, r->moments);
+            return STYLIZE_OK;
+        }
         if (self && self_norm(st, &k, r, li, out, X->bout, L->add_skip ? &p->tens[skip] : NULL))
             return STYLIZE_OK; /* stats_only: done */
         if (st->profile) {
@@ -817,7 +826,12 @@ static int run_plan(dnnl_state *st, plan *p, const sty_run *r)
 static int dnnl_run(void *opaque, const sty_run *r)
 {
     dnnl_state *st = opaque;
-    const int fixed = r->norm == STY_NORM_FIXED;
+    /* Exact mode's statistics passes run unfused (the plan of SELF mode,
+     * reading the given statistics in self_norm), so that the stopping
+     * layer's pre-norm output exists and every layer rounds as in full mode. */
+    const int fixed = r->norm == STY_NORM_FIXED && !r->moments;
+    if (r->moments && (r->norm != STY_NORM_FIXED || !r->stats))
+        return STYLIZE_ERR_INVALID_ARG;
     if (fixed && r->stats_only)
         return STYLIZE_OK;
     if (fixed && !r->stats)
@@ -1078,4 +1092,5 @@ const sty_backend_ops sty_backend_dnnl = {
     .destroy = dnnl_destroy,
     .run = dnnl_run,
     .workspace_bytes = dnnl_workspace_bytes,
+    .exact = 1,
 };

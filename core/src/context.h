@@ -30,6 +30,7 @@ struct stylize_ctx {
     size_t thumb_cap;
     double *thumb_row;
     size_t thumb_row_cap;
+    stylize_mode last_mode; /* the mode the last processed frame used (auto resolved) */
     char err[512];
 };
 
@@ -40,5 +41,6 @@ int sty_set_error(stylize_ctx *ctx, int status, const char *fmt, ...)
 int sty_process_frame(stylize_ctx *ctx, const stylize_frame *in, stylize_frame *out);
 int sty_thumbnail_stats(stylize_ctx *ctx, const stylize_frame *in, float *stats);
 size_t sty_memory_needed(const stylize_ctx *ctx, int width, int height);
+stylize_mode sty_resolve_mode(const stylize_ctx *ctx, int width, int height);
 
 #endif

@@ -461,12 +461,15 @@ int sty_conv_out_size(const sty_conv *c, int n)
 /* Receptive-field radius: follow the dependency interval of one output pixel
  * back through every layer (a few phases, because strides and upsampling
  * make it depend on the pixel's position modulo 4). */
-static int receptive_radius(const sty_model *m)
+int sty_receptive_radius_upto(const sty_model *m, int n_layers)
 {
+    int num, den;
+    sty_layer_scale(m, n_layers - 1, &num, &den);
     int radius = 0;
-    for (int phase = 0; phase < 8; phase++) {
-        long lo = 1024 + phase, hi = lo;
-        for (int i = m->n_layers - 1; i >= 0; i--) {
+    for (int phase = 0; phase < 8 * den; phase++) {
+        long lo = 1024 * den + phase, hi = lo;
+        const long pos = lo * den / num; /* the output's position in input pixels */
+        for (int i = n_layers - 1; i >= 0; i--) {
             const sty_conv *c = &m->convs[m->layers[i].conv];
             int p = c->k / 2;
             lo = lo * c->stride - p;
@@ -476,13 +479,33 @@ static int receptive_radius(const sty_model *m)
                 hi = hi >= 0 ? hi / 2 : -((-hi + 1) / 2);
             }
         }
-        long pos = 1024 + phase;
         if (pos - lo > radius)
             radius = (int)(pos - lo);
         if (hi - pos > radius)
             radius = (int)(hi - pos);
     }
     return radius;
+}
+
+void sty_layer_scale(const sty_model *m, int layer, int *num, int *den)
+{
+    int n = 1, d = 1;
+    for (int i = 0; i <= layer && i < m->n_layers; i++) {
+        const sty_conv *c = &m->convs[m->layers[i].conv];
+        n *= c->upsample ? 2 : 1;
+        d *= c->stride;
+        while (n % 2 == 0 && d % 2 == 0) {
+            n /= 2;
+            d /= 2;
+        }
+    }
+    *num = n;
+    *den = d;
+}
+
+static int receptive_radius(const sty_model *m)
+{
+    return sty_receptive_radius_upto(m, m->n_layers);
 }
 
 static int build_network(loader *ld)
