@@ -38,7 +38,8 @@ static void usage(FILE *f)
         "Style (passed to libstylize):\n"
         "  -m, --model PATH|NAME   model (.safetensors file or installed style name); up to 9,\n"
         "                          all loaded at start, switched with keys 1-9\n"
-        "      --mode tin|full|patch  instance-norm statistics [tin]\n"
+        "      --mode MODE         auto|tin|full|patch|exact: instance-norm statistics [auto: full\n"
+        "                          when it fits --max-memory (default 1 GiB), else tin]\n"
         "      --strength F        0..1 blend with the original [1]\n"
         "      --preserve-color    keep the original's colours\n"
         "      --smooth F          temporal smoothing of the statistics, 0..0.99 [0]\n"
@@ -69,7 +70,7 @@ static void usage(FILE *f)
         "  [ ]  or drag move the split divider (mouse: drag in split view)\n"
         "  + -          strength up/down by 0.1\n"
         "  c            preserve colour on/off\n"
-        "  t            statistics mode: tin -> patch -> full\n"
+        "  t            statistics mode: auto -> tin -> patch -> full\n"
         "  s            smoothing: 0 -> 0.5 -> 0.9\n"
         "  space        pause/resume (settings changes still show on the held frame)\n"
         "  f            fullscreen\n"
@@ -188,8 +189,10 @@ static void opt_color(stylize_options *o, void *arg)
 static void opt_mode(stylize_options *o, void *arg)
 {
     (void)arg;
-    o->mode = o->mode == STYLIZE_MODE_TIN ? STYLIZE_MODE_PATCH :
-              o->mode == STYLIZE_MODE_PATCH ? STYLIZE_MODE_FULL : STYLIZE_MODE_TIN;
+    /* exact is left out: several times tin's time, too slow to watch */
+    o->mode = o->mode == STYLIZE_MODE_AUTO ? STYLIZE_MODE_TIN :
+              o->mode == STYLIZE_MODE_TIN ? STYLIZE_MODE_PATCH :
+              o->mode == STYLIZE_MODE_PATCH ? STYLIZE_MODE_FULL : STYLIZE_MODE_AUTO;
 }
 static void opt_smooth(stylize_options *o, void *arg)
 {
@@ -515,7 +518,7 @@ int main(int argc, char **argv)
         case OPT_LOOP: so.loop = 1; break;
         case OPT_MODE:
             if (stylize_mode_from_name(optarg, &opts.mode) < 0)
-                return die("--mode: '%s' is not tin, full or patch", optarg);
+                return die("--mode: '%s' is not auto, tin, full, patch or exact", optarg);
             break;
         case OPT_STRENGTH:
             if (parse_float(optarg, 0, 1, &opts.strength) < 0)

@@ -37,6 +37,7 @@ static void usage(FILE *f)
             "      --stats-out FILE    write the TIN statistics used (raw float32)\n"
             "      --repeat N          process the image N times (timing, smoothing) [1]\n"
             "      --info              print the model's facts as JSON and exit\n"
+            "      --verbose           print the mode (auto resolved) and the working memory\n"
             "  -h, --help              this help\n",
             stylize_version());
 }
@@ -238,7 +239,7 @@ static int parse_float(const char *s, float *out)
 int main(int argc, char **argv)
 {
     enum { O_MODE = 256, O_THUMB, O_TILE, O_OVERLAP, O_STRENGTH, O_PRESERVE, O_SMOOTH, O_THREADS, O_BACKEND,
-           O_FORMAT, O_PRECISION, O_STATS_IN, O_STATS_OUT, O_REPEAT, O_INFO, O_MAX_MEMORY };
+           O_FORMAT, O_PRECISION, O_STATS_IN, O_STATS_OUT, O_REPEAT, O_INFO, O_MAX_MEMORY, O_VERBOSE };
     static const struct option longopts[] = {
         {"model", required_argument, NULL, 'm'},     {"mode", required_argument, NULL, O_MODE},
         {"thumb", required_argument, NULL, O_THUMB}, {"tile", required_argument, NULL, O_TILE},
@@ -247,7 +248,7 @@ int main(int argc, char **argv)
         {"threads", required_argument, NULL, O_THREADS}, {"backend", required_argument, NULL, O_BACKEND},
         {"format", required_argument, NULL, O_FORMAT}, {"precision", required_argument, NULL, O_PRECISION}, {"stats-in", required_argument, NULL, O_STATS_IN},
         {"stats-out", required_argument, NULL, O_STATS_OUT}, {"repeat", required_argument, NULL, O_REPEAT},
-        {"max-memory", required_argument, NULL, O_MAX_MEMORY},
+        {"max-memory", required_argument, NULL, O_MAX_MEMORY}, {"verbose", no_argument, NULL, O_VERBOSE},
         {"info", no_argument, NULL, O_INFO},         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
     stylize_options o;
@@ -255,7 +256,7 @@ int main(int argc, char **argv)
     o.still = 1; /* an image: mode=auto may take exact mode's time for it */
     const char *model = NULL, *stats_in = NULL, *stats_out = NULL;
     stylize_pixfmt fmt = STYLIZE_PIX_RGB24;
-    int info = 0, repeat = 1, c, bad = 0;
+    int info = 0, repeat = 1, c, bad = 0, verbose = 0;
     while ((c = getopt_long(argc, argv, "m:h", longopts, NULL)) != -1) {
         switch (c) {
         case 'm': model = optarg; break;
@@ -281,6 +282,7 @@ int main(int argc, char **argv)
         case O_STATS_OUT: stats_out = optarg; break;
         case O_REPEAT: bad = parse_int(optarg, &repeat) || repeat < 1; break;
         case O_MAX_MEMORY: bad = parse_bytes(optarg, &o.max_memory); break;
+        case O_VERBOSE: verbose = 1; break;
         case O_INFO: info = 1; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 1;
@@ -323,6 +325,10 @@ int main(int argc, char **argv)
         goto done;
     }
     convert_rgb(rgb, &in, 1);
+    if (verbose)
+        fprintf(stderr, "stylize-image: %dx%d: mode %s%s, %zu KiB of working memory\n", w, h,
+                stylize_mode_name(stylize_resolve_mode(ctx, w, h)), o.mode == STYLIZE_MODE_AUTO ? " (auto)" : "",
+                stylize_memory_needed(ctx, w, h) >> 10);
     for (int i = 0; i < repeat; i++) {
         if (stats && stylize_set_stats(ctx, stats, ns)) {
             die("%s%s", stylize_errmsg(ctx), "");

@@ -229,15 +229,19 @@ size_t stylize_stats_size(const stylize_ctx *ctx);
  * tin or exact mode since the model was loaded. */
 int stylize_get_stats(const stylize_ctx *ctx, float *dst, size_t n);
 
-/* Use src[0..n) as the statistics of the next processed frame in tin mode,
+/* Use src[0..n) as the statistics of the next processed frame in tin mode
+ * (mode=auto processes that frame as tin),
  * instead of computing them from a thumbnail (one shot; smoothing is
  * bypassed for that frame and its state is set to these statistics).
  * Variances must be >= 0 and all values finite. */
 int stylize_set_stats(stylize_ctx *ctx, const float *src, size_t n);
 
-/* Compute the thumbnail statistics of a frame without stylizing it (pass 1
- * of two-pass processing); dst as for stylize_get_stats. Smoothing state is
- * not touched. */
+/* Compute the statistics of a frame without stylizing it (pass 1 of
+ * two-pass processing); dst as for stylize_get_stats. With mode=auto they
+ * are those of the mode auto picks for the frame (full or exact: the
+ * frame's own statistics, so that pass 2, which imposes them and runs as
+ * tin tiles, gives full's picture; tin: the thumbnail's); with any other
+ * mode the thumbnail's. Smoothing state is not touched. */
 int stylize_compute_stats(stylize_ctx *ctx, const stylize_frame *in, float *dst, size_t n);
 
 /* Forget the smoothing history: the next frame uses its own statistics. */

@@ -32,6 +32,17 @@ typedef struct sty_run {
     double *moments;
     int stop_norm;
     int ry0, ry1, rx0, rx1;
+    /* Exact mode's activation cache. start_layer > 0: run from layer
+     * start_layer, whose input (the output of layer start_layer - 1 for
+     * this h x w crop: that layer's size for the crop x its channels, NHWC
+     * fp32) is act; in is not read. No residual block may be open across
+     * start_layer. save != NULL: layer save_layer's output (after its norm,
+     * ReLU and skip), the crop's whole extent at that layer, is copied to
+     * save (NHWC fp32). */
+    int start_layer;
+    const float *act;
+    int save_layer;
+    float *save;
 } sty_run;
 
 typedef struct sty_backend_config {
@@ -54,7 +65,7 @@ typedef struct sty_backend_ops {
     int (*run)(void *state, const sty_run *r);
     /* Bytes of working memory needed for an h x w crop (for memory limits). */
     size_t (*workspace_bytes)(const sty_model *m, int h, int w);
-    /* 1: run() implements sty_run.moments (mode=exact). */
+    /* 1: run() implements sty_run.moments, start_layer and save (mode=exact). */
     int exact;
     /* The precision in use (never AUTO). */
     stylize_precision (*active_precision)(const void *state);

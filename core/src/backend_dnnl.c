@@ -758,15 +758,22 @@ static int run_plan(dnnl_state *st, plan *p, const sty_run *r)
     for (int i = 0; i < 1 + 2 * m->n_layers; i++)
         p->tens[i].p = p->slot[i] >= 0 ? st->slot[p->slot[i]] : NULL;
     double t0 = st->profile ? now_s() : 0, t1;
-    sty_k_input(&k, r->in, r->h, r->w, &p->tens[0], st->xl[0].bin);
+    int cur = 0, skip = -1, ret;
+    if (r->start_layer > 0) { /* exact mode: from a cached activation */
+        cur = 1 + 2 * (r->start_layer - 1);
+        const xlayer *P = &st->xl[r->start_layer - 1];
+        sty_k_load(&k, r->act, &p->tens[cur], P->bout);
+        sty_k_border(&k, &p->tens[cur], P->bout, P->bout_mode);
+    } else {
+        sty_k_input(&k, r->in, r->h, r->w, &p->tens[0], st->xl[0].bin);
+    }
     if (st->profile) {
         t1 = now_s();
         st->prof_input += t1 - t0;
         t0 = t1;
         st->prof_runs++;
     }
-    int cur = 0, skip = -1, ret;
-    for (int li = 0; li < m->n_layers; li++) {
+    for (int li = r->start_layer; li < m->n_layers; li++) {
         const sty_layer *L = &m->layers[li];
         const xlayer *X = &st->xl[li];
         const sty_tens *out = &p->tens[1 + 2 * li], *tmp = &p->tens[2 + 2 * li];
@@ -811,6 +818,11 @@ static int run_plan(dnnl_state *st, plan *p, const sty_run *r)
             t0 = t1;
         }
         sty_k_border(&k, out, X->bout, X->bout_mode);
+        if (r->save && li == r->save_layer) {
+            if (A->dnnl_stream_wait(st->strm))
+                return STYLIZE_ERR_BACKEND;
+            sty_k_store(&k, out, X->bout, r->save);
+        }
         if (st->profile) {
             t1 = now_s();
             st->prof_pass[3 * li + 2] += t1 - t0;

@@ -94,6 +94,11 @@ void sty_k_stats(const sty_kern_ctx *k, const sty_tens *t, int b, double *partia
  * sty_k_stats. */
 void sty_k_region_moments(const sty_kern_ctx *k, const sty_tens *t, int b, int ry0, int ry1, int rx0, int rx1,
                           double *partial, double *moments);
+/* Exact mode's activation cache: the interior of t from / to act (NHWC
+ * fp32, C channels, the interior's size); load zeroes padded channels and
+ * leaves the border to sty_k_border. */
+void sty_k_load(const sty_kern_ctx *k, const float *act, const sty_tens *t, int b);
+void sty_k_store(const sty_kern_ctx *k, const sty_tens *t, int b, float *act);
 /* Interior of t: v = v * scale[c] + shift[c]; relu; + skip (same geometry) when skip != NULL. */
 void sty_k_apply(const sty_kern_ctx *k, const sty_tens *t, int b, const float *scale, const float *shift, int relu,
                  const sty_tens *skip);

@@ -228,6 +228,46 @@ void sty_k_region_moments(const sty_kern_ctx *k, const sty_tens *t, int b, int r
     }
 }
 
+/* ------------------------------------------ exact mode's activation cache */
+
+typedef struct copy_job {
+    const sty_tens *t;
+    int b, hi, wi;
+    float *act; /* hi x wi x C, NHWC fp32 */
+    int store;  /* 1: tensor -> act; 0: act -> tensor (padded channels set to 0) */
+} copy_job;
+
+static void copy_task(void *arg, int task)
+{
+    const copy_job *j = arg;
+    const sty_tens *t = j->t;
+    const int blk = task / j->hi, y = task % j->hi, c0 = blk * t->cb;
+    const int c1 = c0 + t->cb < t->C ? c0 + t->cb : t->C;
+    for (int x = 0; x < j->wi; x++) {
+        const size_t o = pix_offset(t, c0, y + j->b, x + j->b);
+        float *a = j->act + ((size_t)y * j->wi + (size_t)x) * t->C;
+        if (j->store) {
+            for (int c = c0; c < c1; c++)
+                a[c] = ld(t->p, o + (size_t)(c - c0), t->bf16);
+        } else {
+            for (int c = c0; c < c0 + t->cb; c++)
+                st(t->p, o + (size_t)(c - c0), c < c1 ? a[c] : 0.0f, t->bf16);
+        }
+    }
+}
+
+void sty_k_load(const sty_kern_ctx *k, const float *act, const sty_tens *t, int b)
+{
+    copy_job j = {t, b, t->H - 2 * b, t->W - 2 * b, (float *)act, 0};
+    sty_dnnl_parallel(k->api, k->threads, (t->Cp / t->cb) * j.hi, copy_task, &j);
+}
+
+void sty_k_store(const sty_kern_ctx *k, const sty_tens *t, int b, float *act)
+{
+    copy_job j = {t, b, t->H - 2 * b, t->W - 2 * b, act, 1};
+    sty_dnnl_parallel(k->api, k->threads, (t->Cp / t->cb) * j.hi, copy_task, &j);
+}
+
 /* ---------------------------------------------------------------- apply */
 
 typedef struct apply_job {

@@ -374,10 +374,14 @@ static int ref_run(void *opaque, const sty_run *r)
         if (m->layers[li].norm >= 0)
             last_norm_layer = li;
 
-    const float *cur = r->in;
+    const float *cur = r->start_layer > 0 ? r->act : r->in;
     const float *skip = NULL;
     int h = r->h, w = r->w;
-    for (int li = 0; li < m->n_layers; li++) {
+    for (int li = 0; li < r->start_layer; li++) {
+        h = sty_conv_out_size(&m->convs[m->layers[li].conv], h);
+        w = sty_conv_out_size(&m->convs[m->layers[li].conv], w);
+    }
+    for (int li = r->start_layer; li < m->n_layers; li++) {
         const sty_layer *L = &m->layers[li];
         const sty_conv *c = &m->convs[L->conv];
         const int oh = sty_conv_out_size(c, h), ow = sty_conv_out_size(c, w);
@@ -450,6 +454,8 @@ static int ref_run(void *opaque, const sty_run *r)
             if (L->add_skip)
                 skip = NULL;
         }
+        if (r->save && li == r->save_layer)
+            memcpy(r->save, j->out, sizeof(float) * (size_t)oh * ow * c->cout);
         cur = j->out;
         h = oh;
         w = ow;

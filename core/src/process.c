@@ -94,13 +94,83 @@ static tiling plan_tiles(const stylize_ctx *ctx, int W, int H, int tile, int ove
     return t;
 }
 
+/* Size of layer `layer`'s output for an input of n pixels along one axis. */
+static int layer_size(const sty_model *m, int layer, int n)
+{
+    for (int i = 0; i <= layer; i++)
+        n = sty_conv_out_size(&m->convs[m->layers[i].conv], n);
+    return n;
+}
+
+/* The part of a crop's layer output that belongs to its tile: the tile's
+ * [t0, t1) of the axis, in a crop starting at c0 (c0 and t0 aligned), at
+ * the layer's resolution num/den; the last tile of the axis (t1 == n) takes
+ * the rest of the layer's output, which the network extends past the frame
+ * when n is not a multiple of the total stride (full mode counts it too). */
+static void layer_region(const sty_model *m, int layer, int num, int den, int c0, int c1, int t0, int t1, int n,
+                         int *r0, int *r1)
+{
+    *r0 = (t0 - c0) / den * num;
+    *r1 = t1 == n ? layer_size(m, layer, c1 - c0) : (t1 - c0) / den * num;
+}
+
+/* Exact mode's activation cache. A boundary b (0 < b < n_layers, no
+ * residual block open across it) can hold the whole frame's output of layer
+ * b - 1 once the statistics of every norm before b are known; a pass that
+ * starts there skips layers 0 .. b-1. Two buffers: the pass for norm layer
+ * k starts from the last filled boundary and fills the latest eligible one
+ * that is <= k, so each pass computes only a few layers. Boundaries whose
+ * activation does not fit half the budget are not used (when none fits,
+ * every pass starts from the frame: the memory stays that of the tiles). */
+typedef struct exact_plan {
+    unsigned char *eligible; /* per layer index b */
+    size_t buf_floats;       /* per buffer: the largest eligible boundary */
+} exact_plan;
+
+static size_t boundary_floats(const sty_model *m, int b, int W, int H)
+{
+    return (size_t)layer_size(m, b - 1, W) * (size_t)layer_size(m, b - 1, H) * (size_t)m->convs[m->layers[b - 1].conv].cout;
+}
+
+static size_t exact_budget(const stylize_ctx *ctx)
+{
+    return ctx->opts.max_memory ? ctx->opts.max_memory : STYLIZE_AUTO_BUDGET;
+}
+
+/* base: the tiles' working memory. eligible may be NULL (size only).
+ * Returns the floats of one frame buffer; *crop_floats: of one crop buffer. */
+static size_t plan_exact_cache(const stylize_ctx *ctx, int W, int H, size_t base, unsigned char *eligible,
+                               size_t *crop_floats)
+{
+    const sty_model *m = ctx->engine->model;
+    const size_t budget = exact_budget(ctx);
+    const size_t per_buf = budget > base ? (budget - base) / 2 : 0;
+    const tiling t = plan_tiles(ctx, W, H, ctx->opts.tile, -1);
+    size_t largest = 0, crop = 0;
+    int open = 0;
+    for (int b = 1; b < m->n_layers; b++) {
+        const sty_layer *prev = &m->layers[b - 1];
+        open = (open || prev->save_skip) && !prev->add_skip;
+        const size_t fl = boundary_floats(m, b, W, H), cf = boundary_floats(m, b, t.max_cw, t.max_ch);
+        const int ok = !open && (fl + cf) * sizeof(float) <= per_buf;
+        if (eligible)
+            eligible[b] = (unsigned char)ok;
+        if (ok && fl > largest)
+            largest = fl;
+        if (ok && cf > crop)
+            crop = cf;
+    }
+    *crop_floats = crop;
+    return largest;
+}
+
 /* Exact mode ignores `overlap`: its passes need the receptive radius. */
 static int mode_overlap(const stylize_ctx *ctx, stylize_mode mode)
 {
     return mode == STYLIZE_MODE_EXACT ? -1 : ctx->opts.overlap;
 }
 
-static size_t mode_memory(const stylize_ctx *ctx, int W, int H, stylize_mode mode)
+static size_t tiles_memory(const stylize_ctx *ctx, int W, int H, stylize_mode mode)
 {
     const sty_engine *e = ctx->engine;
     const stylize_options *o = &ctx->opts;
@@ -116,6 +186,16 @@ static size_t mode_memory(const stylize_ctx *ctx, int W, int H, stylize_mode mod
         if (thumb_ws > need)
             need = thumb_ws; /* the backend's buffers serve both passes */
         need += sizeof(float) * 3 * (size_t)tw * th + sizeof(double) * 3 * (size_t)tw;
+    }
+    return need;
+}
+
+static size_t mode_memory(const stylize_ctx *ctx, int W, int H, stylize_mode mode)
+{
+    size_t need = tiles_memory(ctx, W, H, mode), crop;
+    if (mode == STYLIZE_MODE_EXACT) {
+        size_t frame = plan_exact_cache(ctx, W, H, need, NULL, &crop);
+        need += 2 * sizeof(float) * (frame + crop);
     }
     return need;
 }
@@ -201,90 +281,220 @@ static int run_tiles(stylize_ctx *ctx, const stylize_frame *in, stylize_frame *o
     return 0;
 }
 
-/* Size of layer `layer`'s output for an input of n pixels along one axis. */
-static int layer_size(const sty_model *m, int layer, int n)
+/* One pass of exact mode over the tiles: from the frame (start 0) or the
+ * cached boundary `start`; saving boundary `save` (0: none) into save_buf;
+ * then either the moments of norm layer stop_norm (merged into count,
+ * mean, m2) or, with out != NULL, the frame itself. */
+typedef struct exact_pass {
+    int start, save, stop_norm;
+    const float *start_buf;
+    float *save_buf;
+    double count, *mean, *m2;
+} exact_pass;
+
+/* Copy rows/columns of a layer's activation between a crop and the frame's cache. */
+static void copy_block(float *frame_buf, int frame_w, const float *crop_buf, float *crop_out, int crop_w, int c,
+                       int fy, int fx, int cy, int cx, int rows, int cols, int to_frame)
 {
-    for (int i = 0; i <= layer; i++)
-        n = sty_conv_out_size(&m->convs[m->layers[i].conv], n);
-    return n;
+    for (int y = 0; y < rows; y++) {
+        float *f = frame_buf + (((size_t)(fy + y) * frame_w) + (size_t)fx) * c;
+        size_t co = (((size_t)(cy + y) * crop_w) + (size_t)cx) * c;
+        if (to_frame)
+            memcpy(f, crop_buf + co, sizeof(float) * (size_t)cols * c);
+        else
+            memcpy(crop_out + co, f, sizeof(float) * (size_t)cols * c);
+    }
 }
 
-/* The part of a crop's layer output that belongs to its tile: the tile's
- * [t0, t1) of the axis, in a crop starting at c0 (c0 and t0 aligned), at
- * the layer's resolution num/den; the last tile of the axis (t1 == n) takes
- * the rest of the layer's output, which the network extends past the frame
- * when n is not a multiple of the total stride (full mode counts it too). */
-static void layer_region(const sty_model *m, int layer, int num, int den, int c0, int c1, int t0, int t1, int n,
-                         int *r0, int *r1)
+static int exact_run_pass(stylize_ctx *ctx, const stylize_frame *in, stylize_frame *out, const tiling *t,
+                          float *stats, exact_pass *ps)
 {
-    *r0 = (t0 - c0) / den * num;
-    *r1 = t1 == n ? layer_size(m, layer, c1 - c0) : (t1 - c0) / den * num;
+    sty_engine *e = ctx->engine;
+    const sty_model *m = e->model;
+    const int W = in->width, H = in->height;
+    const sty_post post = {.strength = ctx->opts.strength, .preserve_color = ctx->opts.preserve_color};
+    int snum = 1, sden = 1, vnum = 1, vden = 1, knum = 1, kden = 1, start_c = 0, save_c = 0, start_w = 0, save_w = 0;
+    if (ps->start) {
+        sty_layer_scale(m, ps->start - 1, &snum, &sden);
+        start_c = m->convs[m->layers[ps->start - 1].conv].cout;
+        start_w = layer_size(m, ps->start - 1, W);
+    }
+    if (ps->save) {
+        sty_layer_scale(m, ps->save - 1, &vnum, &vden);
+        save_c = m->convs[m->layers[ps->save - 1].conv].cout;
+        save_w = layer_size(m, ps->save - 1, W);
+    }
+    int stop_layer = -1, nc = 0;
+    if (!out) {
+        for (int li = 0; li < m->n_layers; li++)
+            if (m->layers[li].norm == ps->stop_norm)
+                stop_layer = li;
+        sty_layer_scale(m, stop_layer, &knum, &kden);
+        nc = m->norms[ps->stop_norm].c;
+    }
+    double moments[2 * STY_MAX_WIDTH];
+    for (int y0 = 0; y0 < H; y0 += t->step_y) {
+        const int y1 = y0 + t->step_y < H ? y0 + t->step_y : H;
+        const int cy0 = y0 - t->overlap > 0 ? y0 - t->overlap : 0;
+        const int cy1 = y1 + t->overlap < H ? y1 + t->overlap : H;
+        for (int x0 = 0; x0 < W; x0 += t->step_x) {
+            const int x1 = x0 + t->step_x < W ? x0 + t->step_x : W;
+            const int cx0 = x0 - t->overlap > 0 ? x0 - t->overlap : 0;
+            const int cx1 = x1 + t->overlap < W ? x1 + t->overlap : W;
+            const int ch = cy1 - cy0, cw = cx1 - cx0;
+            sty_run r = {.in = ctx->crop_in, .h = ch, .w = cw, .norm = STY_NORM_FIXED, .stats = stats,
+                         .start_layer = ps->start, .save_layer = ps->save - 1,
+                         .save = ps->save ? ctx->crop_act_out : NULL};
+            if (ps->start) {
+                const int ah = layer_size(m, ps->start - 1, ch), aw = layer_size(m, ps->start - 1, cw);
+                copy_block((float *)ps->start_buf, start_w, NULL, ctx->crop_act_in, aw, start_c,
+                           cy0 / sden * snum, cx0 / sden * snum, 0, 0, ah, aw, 0);
+                r.act = ctx->crop_act_in;
+            } else {
+                sty_read_rgb(in, cx0, cy0, cw, ch, ctx->crop_in);
+            }
+            if (out) {
+                r.out = ctx->crop_out;
+                r.out_h = y1 - cy0;
+                r.out_w = x1 - cx0;
+            } else {
+                r.moments = moments;
+                r.stop_norm = ps->stop_norm;
+                layer_region(m, stop_layer, knum, kden, cy0, cy1, y0, y1, H, &r.ry0, &r.ry1);
+                layer_region(m, stop_layer, knum, kden, cx0, cx1, x0, x1, W, &r.rx0, &r.rx1);
+            }
+            int ret = e->ops->run(e->backend, &r);
+            if (ret)
+                return sty_set_error(ctx, ret, "%s backend failed on a %dx%d tile (exact mode, %s): %s",
+                                     e->ops->name, cw, ch, out ? "output" : "statistics", stylize_strerror(ret));
+            if (ps->save) {
+                int ry0, ry1, rx0, rx1;
+                layer_region(m, ps->save - 1, vnum, vden, cy0, cy1, y0, y1, H, &ry0, &ry1);
+                layer_region(m, ps->save - 1, vnum, vden, cx0, cx1, x0, x1, W, &rx0, &rx1);
+                copy_block(ps->save_buf, save_w, ctx->crop_act_out, NULL, layer_size(m, ps->save - 1, cw), save_c,
+                           cy0 / vden * vnum + ry0, cx0 / vden * vnum + rx0, ry0, rx0, ry1 - ry0, rx1 - rx0, 1);
+            }
+            if (out) {
+                const float *kept = ctx->crop_out + ((size_t)(y0 - cy0) * r.out_w + (size_t)(x0 - cx0)) * 3;
+                sty_write_rgb(in, out, x0, y0, x1, y1, kept, (long)r.out_w * 3, &post);
+                continue;
+            }
+            const double nb = (double)(r.ry1 - r.ry0) * (r.rx1 - r.rx0), n = ps->count + nb;
+            for (int c = 0; c < nc; c++) { /* Chan et al.'s pairwise update */
+                if (ps->count == 0) {
+                    ps->mean[c] = moments[c];
+                    ps->m2[c] = moments[nc + c];
+                    continue;
+                }
+                const double d = moments[c] - ps->mean[c];
+                ps->mean[c] += d * nb / n;
+                ps->m2[c] += moments[nc + c] + d * d * ps->count * nb / n;
+            }
+            ps->count = n;
+        }
+    }
+    return 0;
 }
 
-/* Exact statistics of the frame (see the top of the file) into stats. */
-static int exact_stats(stylize_ctx *ctx, const stylize_frame *in, float *stats)
+static int grow_act(stylize_ctx *ctx, float **buf, size_t *cap, size_t n)
+{
+    if (grow_floats(buf, cap, n ? n : 1))
+        return sty_set_error(ctx, STYLIZE_ERR_NOMEM, "out of memory for exact mode's activation cache (%zu MiB)",
+                             (n * sizeof(float)) >> 20);
+    return 0;
+}
+
+/* Exact statistics (see the top of the file) into stats; with out != NULL,
+ * then the frame. */
+static int exact_frame(stylize_ctx *ctx, const stylize_frame *in, stylize_frame *out, float *stats)
 {
     sty_engine *e = ctx->engine;
     const sty_model *m = e->model;
     const int W = in->width, H = in->height, align = tile_align(ctx);
     if (!e->ops->exact)
-        return sty_set_error(ctx, STYLIZE_ERR_UNSUPPORTED, "the %s backend does not implement mode=exact; use "
+        return sty_set_error(ctx, STYLIZE_ERR_UNSUPPORTED, "mode=exact is not implemented by the %s backend; use "
                              "backend=dnnl or backend=ref (or mode=tin)", e->ops->name);
-    const tiling t = plan_tiles(ctx, W, H, ctx->opts.tile, -1);
-    const size_t crop_floats = (size_t)t.max_cw * t.max_ch * 3;
-    if (grow_floats(&ctx->crop_in, &ctx->crop_in_cap, crop_floats))
-        return sty_set_error(ctx, STYLIZE_ERR_NOMEM, "out of memory for %dx%d tiles", t.max_cw, t.max_ch);
-    memset(stats, 0, m->stats_size * sizeof(float));
-    double moments[2 * STY_MAX_WIDTH], mean[STY_MAX_WIDTH], m2[STY_MAX_WIDTH];
     for (int li = 0; li < m->n_layers; li++) {
-        const int ni = m->layers[li].norm;
-        if (ni < 0)
-            continue;
-        const sty_norm *nm = &m->norms[ni];
         int num, den;
         sty_layer_scale(m, li, &num, &den);
         if (align % den)
             return sty_set_error(ctx, STYLIZE_ERR_UNSUPPORTED, "mode=exact: layer %d's stride %d does not divide "
                                  "the tile alignment %d", li, den, align);
-        double count = 0;
-        for (int y0 = 0; y0 < H; y0 += t.step_y) {
-            const int y1 = y0 + t.step_y < H ? y0 + t.step_y : H;
-            const int cy0 = y0 - t.overlap > 0 ? y0 - t.overlap : 0;
-            const int cy1 = y1 + t.overlap < H ? y1 + t.overlap : H;
-            for (int x0 = 0; x0 < W; x0 += t.step_x) {
-                const int x1 = x0 + t.step_x < W ? x0 + t.step_x : W;
-                const int cx0 = x0 - t.overlap > 0 ? x0 - t.overlap : 0;
-                const int cx1 = x1 + t.overlap < W ? x1 + t.overlap : W;
-                sty_run r = {.in = ctx->crop_in, .h = cy1 - cy0, .w = cx1 - cx0, .norm = STY_NORM_FIXED,
-                             .stats = stats, .moments = moments, .stop_norm = ni};
-                layer_region(m, li, num, den, cy0, cy1, y0, y1, H, &r.ry0, &r.ry1);
-                layer_region(m, li, num, den, cx0, cx1, x0, x1, W, &r.rx0, &r.rx1);
-                if (r.ry0 >= r.ry1 || r.rx0 >= r.rx1)
-                    continue;
-                sty_read_rgb(in, cx0, cy0, r.w, r.h, ctx->crop_in);
-                int ret = e->ops->run(e->backend, &r);
-                if (ret)
-                    return sty_set_error(ctx, ret, "%s backend failed on a %dx%d tile (exact statistics of norm "
-                                         "layer %d): %s", e->ops->name, r.w, r.h, ni, stylize_strerror(ret));
-                const double nb = (double)(r.ry1 - r.ry0) * (r.rx1 - r.rx0), n = count + nb;
-                for (int ch = 0; ch < nm->c; ch++) {
-                    if (count == 0) {
-                        mean[ch] = moments[ch];
-                        m2[ch] = moments[nm->c + ch];
-                        continue;
-                    }
-                    const double d = moments[ch] - mean[ch];
-                    mean[ch] += d * nb / n;
-                    m2[ch] += moments[nm->c + ch] + d * d * count * nb / n;
-                }
-                count = n;
-            }
+    }
+    const tiling t = plan_tiles(ctx, W, H, ctx->opts.tile, -1);
+    unsigned char eligible[1024];
+    if (m->n_layers > 1024)
+        return sty_set_error(ctx, STYLIZE_ERR_UNSUPPORTED, "mode=exact: more than 1024 layers");
+    size_t crop_act;
+    const size_t cache_floats = plan_exact_cache(ctx, W, H, tiles_memory(ctx, W, H, STYLIZE_MODE_EXACT), eligible,
+                                                 &crop_act);
+    const size_t crop_floats = (size_t)t.max_cw * t.max_ch * 3;
+    if (grow_floats(&ctx->crop_in, &ctx->crop_in_cap, crop_floats) ||
+        grow_floats(&ctx->crop_out, &ctx->crop_out_cap, crop_floats))
+        return sty_set_error(ctx, STYLIZE_ERR_NOMEM, "out of memory for %dx%d tiles", t.max_cw, t.max_ch);
+    if (cache_floats) {
+        int r;
+        if ((r = grow_act(ctx, &ctx->act[0], &ctx->act_cap[0], cache_floats)) ||
+            (r = grow_act(ctx, &ctx->act[1], &ctx->act_cap[1], cache_floats)) ||
+            (r = grow_act(ctx, &ctx->crop_act_in, &ctx->crop_act_in_cap, crop_act)) ||
+            (r = grow_act(ctx, &ctx->crop_act_out, &ctx->crop_act_out_cap, crop_act)))
+            return r;
+    }
+    memset(stats, 0, m->stats_size * sizeof(float));
+    double mean[STY_MAX_WIDTH], m2[STY_MAX_WIDTH];
+    int cur_b = 0, cur_buf = 0; /* the filled boundary (0: none) and its buffer */
+    for (int li = 0; li <= m->n_layers; li++) {
+        const int last = li == m->n_layers; /* the pass that writes the frame */
+        if (!last && m->layers[li].norm < 0)
+            continue;
+        if (last && !out)
+            break;
+        int save = 0;
+        for (int b = cur_b + 1; !last && b <= li; b++)
+            if (eligible[b] && cache_floats)
+                save = b;
+        exact_pass ps = {.start = cur_b, .save = save, .stop_norm = last ? -1 : m->layers[li].norm,
+                         .start_buf = ctx->act[cur_buf], .save_buf = ctx->act[!cur_buf], .mean = mean, .m2 = m2};
+        int r = exact_run_pass(ctx, in, last ? out : NULL, &t, stats, &ps);
+        if (r)
+            return r;
+        if (save) {
+            cur_b = save;
+            cur_buf = !cur_buf;
         }
-        for (int ch = 0; ch < nm->c; ch++) {
-            stats[nm->stats_offset + ch] = (float)mean[ch];
-            stats[nm->stats_offset + nm->c + ch] = (float)(m2[ch] / count);
+        if (last)
+            break;
+        const sty_norm *nm = &m->norms[ps.stop_norm];
+        for (int c = 0; c < nm->c; c++) {
+            stats[nm->stats_offset + c] = (float)mean[c];
+            stats[nm->stats_offset + nm->c + c] = (float)(m2[c] / ps.count);
         }
     }
+    return 0;
+}
+
+int sty_frame_stats(stylize_ctx *ctx, const stylize_frame *in, float *stats)
+{
+    sty_engine *e = ctx->engine;
+    const stylize_mode mode = ctx->opts.mode == STYLIZE_MODE_AUTO
+                                  ? sty_resolve_mode(ctx, in->width, in->height) : STYLIZE_MODE_TIN;
+    if (mode == STYLIZE_MODE_EXACT)
+        return exact_frame(ctx, in, NULL, stats);
+    if (mode != STYLIZE_MODE_FULL)
+        return sty_thumbnail_stats(ctx, in, stats);
+    if (ctx->opts.max_memory && mode_memory(ctx, in->width, in->height, mode) > ctx->opts.max_memory)
+        return sty_set_error(ctx, STYLIZE_ERR_TOO_LARGE, "the statistics of a %dx%d frame need more than "
+                             "max_memory", in->width, in->height);
+    const size_t n = (size_t)in->width * in->height * 3;
+    if (grow_floats(&ctx->crop_in, &ctx->crop_in_cap, n))
+        return sty_set_error(ctx, STYLIZE_ERR_NOMEM, "out of memory for a %dx%d frame", in->width, in->height);
+    sty_read_rgb(in, 0, 0, in->width, in->height, ctx->crop_in);
+    sty_run r = {.in = ctx->crop_in, .h = in->height, .w = in->width, .norm = STY_NORM_SELF, .stats = stats,
+                 .stats_only = 1};
+    int ret = e->ops->run(e->backend, &r);
+    if (ret)
+        return sty_set_error(ctx, ret, "%s backend failed on a %dx%d frame: %s", e->ops->name, in->width,
+                             in->height, stylize_strerror(ret));
     return 0;
 }
 
@@ -319,12 +529,12 @@ int sty_process_frame(stylize_ctx *ctx, const stylize_frame *in, stylize_frame *
     case STYLIZE_MODE_PATCH:
         return run_tiles(ctx, in, out, ctx->opts.tile, ctx->opts.overlap, STY_NORM_SELF, NULL);
     case STYLIZE_MODE_EXACT: {
-        int r = exact_stats(ctx, in, e->thumb_stats);
+        int r = exact_frame(ctx, in, out, e->thumb_stats);
         if (r)
             return r;
         memcpy(e->used_stats, e->thumb_stats, e->model->stats_size * sizeof(float));
         e->have_used = 1;
-        return run_tiles(ctx, in, out, ctx->opts.tile, -1, STY_NORM_FIXED, e->used_stats);
+        return 0;
     }
     default:
         break;

@@ -272,6 +272,10 @@ void stylize_destroy(stylize_ctx *ctx)
     free(ctx->crop_out);
     free(ctx->thumb);
     free(ctx->thumb_row);
+    free(ctx->act[0]);
+    free(ctx->act[1]);
+    free(ctx->crop_act_in);
+    free(ctx->crop_act_out);
     free(ctx);
 }
 
@@ -457,7 +461,7 @@ int stylize_compute_stats(stylize_ctx *ctx, const stylize_frame *in, float *dst,
         return r;
     if (sty_frame_check(in, &why))
         return sty_set_error(ctx, STYLIZE_ERR_INVALID_ARG, "input frame: %s", why);
-    return sty_thumbnail_stats(ctx, in, dst);
+    return sty_frame_stats(ctx, in, dst);
 }
 
 void stylize_reset_smoothing(stylize_ctx *ctx)
