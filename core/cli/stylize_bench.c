@@ -204,15 +204,17 @@ static int run_peak(int threads)
 static void usage(FILE *f)
 {
     fprintf(f, "Usage: stylize-bench -m MODEL [--backend auto|ref|dnnl] [--precision auto|fp32|bf16]\n"
-               "                     [--mode tin|full|patch] [--threads N] [--size WxH|720p|1080p|4k|8k|16k]\n"
+               "                     [--mode auto|tin|full|exact|patch] [--threads N] [--size WxH|720p|1080p|4k|8k|16k]\n"
                "                     [--frames N] [--warmup N] [--tile N] [--thumb N]\n"
+               "                     [--max-memory BYTES|NM] [--still]\n"
                "       stylize-bench --peak [--threads N]\n"
                "Prints one JSON object: ms/frame, frames/s, GFLOP/s, peak RSS.\n");
 }
 
 int main(int argc, char **argv)
 {
-    enum { O_BACKEND = 256, O_PRECISION, O_MODE, O_THREADS, O_SIZE, O_FRAMES, O_WARMUP, O_TILE, O_THUMB, O_PEAK };
+    enum { O_BACKEND = 256, O_PRECISION, O_MODE, O_THREADS, O_SIZE, O_FRAMES, O_WARMUP, O_TILE, O_THUMB, O_PEAK,
+           O_MAX_MEMORY, O_STILL };
     static const struct option longopts[] = {
         {"model", required_argument, NULL, 'm'},         {"backend", required_argument, NULL, O_BACKEND},
         {"precision", required_argument, NULL, O_PRECISION}, {"mode", required_argument, NULL, O_MODE},
@@ -220,6 +222,7 @@ int main(int argc, char **argv)
         {"frames", required_argument, NULL, O_FRAMES},   {"warmup", required_argument, NULL, O_WARMUP},
         {"tile", required_argument, NULL, O_TILE},
         {"thumb", required_argument, NULL, O_THUMB},     {"peak", no_argument, NULL, O_PEAK},
+        {"max-memory", required_argument, NULL, O_MAX_MEMORY}, {"still", no_argument, NULL, O_STILL},
         {"help", no_argument, NULL, 'h'},                {NULL, 0, NULL, 0}};
     stylize_options o;
     stylize_options_default(&o);
@@ -239,6 +242,15 @@ int main(int argc, char **argv)
         case O_TILE: bad = sscanf(optarg, "%d", &o.tile) != 1; break;
         case O_THUMB: bad = sscanf(optarg, "%d", &o.thumb) != 1; break;
         case O_PEAK: peak = 1; break;
+        case O_MAX_MEMORY: {
+            unsigned long long v;
+            char unit = 0;
+            int n = sscanf(optarg, "%llu%c", &v, &unit);
+            bad = n < 1 || (n == 2 && unit != 'M');
+            o.max_memory = (size_t)v << (unit == 'M' ? 20 : 0);
+            break;
+        }
+        case O_STILL: o.still = 1; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 1;
         }
@@ -297,12 +309,12 @@ int main(int argc, char **argv)
            "\"height\": %d, \"tile\": %d, \"thumb\": %d, \"frames\": %d, \"warmup\": %d, \"widths\": [%d, %d, %d], "
            "\"res_blocks\": %d, \"create_ms\": %.1f, \"first_ms\": %.1f, \"ms_best\": %.2f, "
            "\"ms_median\": %.2f, \"fps\": %.3f, \"gflop\": %.2f, \"gflops\": %.1f, \"frame_mb\": %.1f, "
-           "\"rss_base_mb\": %.1f, \"rss_peak_mb\": %.1f, \"rss_beyond_frames_mb\": %.1f, \"checksum\": %llu}\n",
+           "\"rss_base_mb\": %.1f, \"rss_peak_mb\": %.1f, \"rss_beyond_frames_mb\": %.1f, \"memory_needed_mb\": %.1f, \"checksum\": %llu}\n",
            stylize_backend_name(stylize_active_backend(ctx)), stylize_precision_name(stylize_active_precision(ctx)),
-           stylize_mode_name(o.mode), o.threads, w, h, o.tile, o.thumb, frames, warmup, mi.width1, mi.width2, mi.width3,
+           stylize_mode_name(stylize_resolve_mode(ctx, w, h)), o.threads, w, h, o.tile, o.thumb, frames, warmup, mi.width1, mi.width2, mi.width3,
            mi.res_blocks, create_ms, first, best, median, 1e3 / best, gflop, gflop / (best / 1e3),
            (double)bytes / 1048576.0, base_kb / 1024.0, peak_kb / 1024.0, peak_kb / 1024.0 - 2.0 * (double)bytes / 1048576.0,
-           (unsigned long long)sum);
+           stylize_memory_needed(ctx, w, h) / 1048576.0, (unsigned long long)sum);
     stylize_destroy(ctx);
     free(ms);
     free(in);

@@ -86,7 +86,11 @@ typedef enum stylize_pixfmt {
  * at the end in later versions. */
 typedef struct stylize_options {
     stylize_mode mode;     /* default STYLIZE_MODE_AUTO */
-    int thumb;             /* TIN thumbnail: longer side in pixels, >= 16, default 512; never upscaled */
+    int thumb;             /* TIN thumbnail: longer side in pixels, 16..16384, never upscaled; 0 = auto
+                              (default): the largest thumbnail with no more pixels than one tile's crop
+                              (at least 512; about 1184x666 for a 16:9 frame with tile 768), so the
+                              thumbnail pass needs no more memory than a tile. 512 was the default
+                              before; a larger thumbnail estimates the frame's statistics better */
     int tile;              /* tile side in pixels (rounded up to a multiple of 4), default 768;
                               0 = one tile covering the whole frame */
     int overlap;           /* context around each tile in pixels; -1 = auto: the model's

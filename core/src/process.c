@@ -13,8 +13,11 @@
  * layer k's resolution (the regions partition that layer's whole output,
  * so every position counts once); the moments are merged in double (Chan's
  * pairwise update). A last pass writes the frame with these statistics. */
+#include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "context.h"
 #include "pixels.h"
@@ -55,25 +58,6 @@ static int tile_step(int n, int tile, int align)
     return round_up((n + count - 1) / count, align);
 }
 
-static void thumb_size(const stylize_ctx *ctx, const stylize_frame *f, int *tw, int *th)
-{
-    const int thumb = ctx->opts.thumb;
-    if (f->width <= thumb && f->height <= thumb) {
-        *tw = f->width;
-        *th = f->height;
-    } else if (f->width >= f->height) {
-        *tw = thumb;
-        *th = (int)((double)f->height * thumb / f->width + 0.5);
-    } else {
-        *th = thumb;
-        *tw = (int)((double)f->width * thumb / f->height + 0.5);
-    }
-    if (*tw < 1)
-        *tw = 1;
-    if (*th < 1)
-        *th = 1;
-}
-
 /* The tiling of a frame: every tile and crop follows from these. */
 typedef struct tiling {
     int overlap, step_x, step_y;
@@ -112,6 +96,37 @@ static void layer_region(const sty_model *m, int layer, int num, int den, int c0
 {
     *r0 = (t0 - c0) / den * num;
     *r1 = t1 == n ? layer_size(m, layer, c1 - c0) : (t1 - c0) / den * num;
+}
+
+/* The thumbnail of a W x H frame: `thumb` pixels on the longer side, or
+ * with thumb 0 (auto) the largest thumbnail whose area is at most that of
+ * the largest tin crop (so its pass needs no more memory than a tile), and
+ * at least 512 on the longer side. Never larger than the frame: a frame no
+ * larger than a crop is its own thumbnail (tin then equals full). */
+static void thumb_size(const stylize_ctx *ctx, const stylize_frame *f, int *tw, int *th)
+{
+    int thumb = ctx->opts.thumb;
+    const int W = f->width, H = f->height, L = W >= H ? W : H, S = W >= H ? H : W;
+    if (thumb <= 0) {
+        const tiling t = plan_tiles(ctx, W, H, ctx->opts.tile, ctx->opts.overlap);
+        const double area = (double)t.max_cw * t.max_ch;
+        thumb = (int)sqrt(area * L / S);
+        thumb = thumb < 512 ? 512 : thumb > 16384 ? 16384 : thumb;
+    }
+    if (W <= thumb && H <= thumb) {
+        *tw = W;
+        *th = H;
+    } else if (W >= H) {
+        *tw = thumb;
+        *th = (int)((double)H * thumb / W + 0.5);
+    } else {
+        *th = thumb;
+        *tw = (int)((double)W * thumb / H + 0.5);
+    }
+    if (*tw < 1)
+        *tw = 1;
+    if (*th < 1)
+        *th = 1;
 }
 
 /* Exact mode's activation cache. A boundary b (0 < b < n_layers, no
@@ -442,6 +457,9 @@ static int exact_frame(stylize_ctx *ctx, const stylize_frame *in, stylize_frame 
     }
     memset(stats, 0, m->stats_size * sizeof(float));
     double mean[STY_MAX_WIDTH], m2[STY_MAX_WIDTH];
+    /* STYLIZE_EXACT_PROFILE=1: one line per pass on stderr (where the time goes) */
+    const int profile = getenv("STYLIZE_EXACT_PROFILE") && atoi(getenv("STYLIZE_EXACT_PROFILE")) > 0;
+    struct timespec t0, t1;
     int cur_b = 0, cur_buf = 0; /* the filled boundary (0: none) and its buffer */
     for (int li = 0; li <= m->n_layers; li++) {
         const int last = li == m->n_layers; /* the pass that writes the frame */
@@ -455,9 +473,18 @@ static int exact_frame(stylize_ctx *ctx, const stylize_frame *in, stylize_frame 
                 save = b;
         exact_pass ps = {.start = cur_b, .save = save, .stop_norm = last ? -1 : m->layers[li].norm,
                          .start_buf = ctx->act[cur_buf], .save_buf = ctx->act[!cur_buf], .mean = mean, .m2 = m2};
+        if (profile)
+            clock_gettime(CLOCK_MONOTONIC, &t0);
         int r = exact_run_pass(ctx, in, last ? out : NULL, &t, stats, &ps);
         if (r)
             return r;
+        if (profile) {
+            clock_gettime(CLOCK_MONOTONIC, &t1);
+            fprintf(stderr, "exact %dx%d: %s%-2d layers %2d..%-2d (from %s)%s %8.1f ms\n", W, H,
+                    last ? "output  " : "norm ", last ? 0 : ps.stop_norm, cur_b, last ? m->n_layers - 1 : li,
+                    cur_b ? "cache" : "frame", save ? " +cache" : "       ",
+                    (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6);
+        }
         if (save) {
             cur_b = save;
             cur_buf = !cur_buf;

@@ -53,7 +53,7 @@ void stylize_options_default(stylize_options *o)
 {
     memset(o, 0, sizeof(*o));
     o->mode = STYLIZE_MODE_AUTO;
-    o->thumb = 512;
+    o->thumb = 0;
     o->tile = 768;
     o->overlap = -1;
     o->strength = 1.0f;
@@ -142,8 +142,8 @@ static int check_options(const stylize_options *o, char *err, size_t n)
                STYLIZE_ERR_INVALID_ARG;
     if (o->still != 0 && o->still != 1)
         return snprintf(err, n, "still %d is not 0 or 1", o->still), STYLIZE_ERR_INVALID_ARG;
-    if (o->thumb < 16 || o->thumb > 16384)
-        return snprintf(err, n, "thumb %d is outside 16..16384", o->thumb), STYLIZE_ERR_INVALID_ARG;
+    if (o->thumb != 0 && (o->thumb < 16 || o->thumb > 16384))
+        return snprintf(err, n, "thumb %d is outside 16..16384 (0 = auto)", o->thumb), STYLIZE_ERR_INVALID_ARG;
     if (o->tile < 0 || o->tile > 65536)
         return snprintf(err, n, "tile %d is outside 0..65536 (0 = whole frame)", o->tile), STYLIZE_ERR_INVALID_ARG;
     if (o->overlap < -1 || o->overlap > 1024)
