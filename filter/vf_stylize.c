@@ -93,6 +93,7 @@ typedef struct StylizeContext {
     int precision;
     int64_t max_memory;
     int still;
+    int exact_layers;
     char *stats_file;
     int stats_mode;
     int stats_window;
@@ -114,7 +115,7 @@ typedef struct StylizeOptFields {
     float smooth, scene_cut;
     int threads, backend, precision;
     int64_t max_memory;
-    int still;
+    int still, exact_layers;
 } StylizeOptFields;
 
 static void save_fields(const StylizeContext *s, StylizeOptFields *f)
@@ -132,6 +133,7 @@ static void save_fields(const StylizeContext *s, StylizeOptFields *f)
     f->precision = s->precision;
     f->max_memory = s->max_memory;
     f->still = s->still;
+    f->exact_layers = s->exact_layers;
 }
 
 static void restore_fields(StylizeContext *s, const StylizeOptFields *f)
@@ -149,6 +151,7 @@ static void restore_fields(StylizeContext *s, const StylizeOptFields *f)
     s->precision = f->precision;
     s->max_memory = f->max_memory;
     s->still = f->still;
+    s->exact_layers = f->exact_layers;
 }
 
 static void fill_options(const StylizeContext *s, stylize_options *o)
@@ -167,6 +170,7 @@ static void fill_options(const StylizeContext *s, stylize_options *o)
     o->precision = (stylize_precision)s->precision;
     o->max_memory = (size_t)s->max_memory;
     o->still = s->still;
+    o->exact_layers = s->exact_layers;
 }
 
 static int status_to_averror(int status)
@@ -850,7 +854,7 @@ static const AVOption stylize_avoptions[] = {
         { "exact", "full's result in tiles (bounded memory, several times tin's time)", 0, AV_OPT_TYPE_CONST, { .i64 = STYLIZE_MODE_EXACT }, 0, 0, TFLAGS, .unit = "mode" },
         { "tin",   "thumbnail statistics, tiled (bounded memory, seamless)", 0, AV_OPT_TYPE_CONST, { .i64 = STYLIZE_MODE_TIN },   0, 0, TFLAGS, .unit = "mode" },
         { "patch", "each tile uses its own statistics (shows seams)",        0, AV_OPT_TYPE_CONST, { .i64 = STYLIZE_MODE_PATCH }, 0, 0, TFLAGS, .unit = "mode" },
-    { "thumb", "TIN thumbnail size (longer side, pixels)", OFFSET(thumb), AV_OPT_TYPE_INT, { .i64 = 512 }, 16, 16384, TFLAGS },
+    { "thumb", "TIN thumbnail size (longer side, pixels), 0 = auto (as many pixels as a tile)", OFFSET(thumb), AV_OPT_TYPE_INT, { .i64 = 0 }, 0, 16384, TFLAGS },
     { "tile", "tile side in pixels, 0 = whole frame", OFFSET(tile), AV_OPT_TYPE_INT, { .i64 = 768 }, 0, 65536, TFLAGS },
     { "overlap", "context around each tile in pixels, -1 = auto (receptive field)", OFFSET(overlap), AV_OPT_TYPE_INT, { .i64 = -1 }, -1, 4096, TFLAGS },
     { "strength", "blend of stylized (1) and original (0)", OFFSET(strength), AV_OPT_TYPE_FLOAT, { .dbl = 1.0 }, 0.0, 1.0, TFLAGS },
@@ -869,6 +873,7 @@ static const AVOption stylize_avoptions[] = {
         { "bf16", "bfloat16 with fp32 accumulation",                    0, AV_OPT_TYPE_CONST, { .i64 = STYLIZE_PRECISION_BF16 }, 0, 0, TFLAGS, .unit = "precision" },
         { "fp16", "half precision with fp32 accumulation (cuda)",      0, AV_OPT_TYPE_CONST, { .i64 = STYLIZE_PRECISION_FP16 }, 0, 0, TFLAGS, .unit = "precision" },
     { "max_memory", "working memory a frame may use in bytes (e.g. 512M), 0 = no limit", OFFSET(max_memory), AV_OPT_TYPE_INT64, { .i64 = 0 }, 0, INT64_MAX, TFLAGS },
+    { "exact_layers", "tin: exact statistics for the first N instance-norm layers, 0 = thumbnail only", OFFSET(exact_layers), AV_OPT_TYPE_INT, { .i64 = 1 }, 0, 1000, TFLAGS },
     { "still", "the input is a still image (mode=auto then uses exact, not tin, above the budget)", OFFSET(still), AV_OPT_TYPE_BOOL, { .i64 = 0 }, 0, 1, TFLAGS },
     { "stats_file", "two-pass statistics file", OFFSET(stats_file), AV_OPT_TYPE_STRING, { .str = NULL }, 0, 0, FLAGS },
     { "stats_mode", "two-pass statistics", OFFSET(stats_mode), AV_OPT_TYPE_INT, { .i64 = STATS_OFF }, STATS_OFF, STATS_READ, FLAGS, .unit = "stats_mode" },

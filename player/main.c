@@ -43,7 +43,7 @@ static void usage(FILE *f)
         "      --strength F        0..1 blend with the original [1]\n"
         "      --preserve-color    keep the original's colours\n"
         "      --smooth F          temporal smoothing of the statistics, 0..0.99 [0]\n"
-        "      --thumb N, --tile N TIN thumbnail and tile sizes [512, 768]\n"
+        "      --thumb N, --tile N TIN thumbnail and tile sizes [0 = auto, 768]\n"
         "      --max-memory MB     working memory a frame may use, 0 = no limit [0]; a setting\n"
         "                          that needs more (e.g. full mode on a large frame) is refused\n"
         "      --threads N         worker threads, 0 = all CPUs [0]\n"

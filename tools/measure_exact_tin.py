@@ -3,8 +3,9 @@
 mode=exact as the ground truth (docs/tin_measurement.md, "tin against exact").
 
 For each model and frame size: C `--mode exact` (== full, tests/test_exact.py),
-then `--mode tin` with the old default thumbnail (512) and the new default
-(thumb 0 = auto: as many pixels as one tile's crop), and any --thumbs given;
+then `--mode tin` with the old defaults (thumb 512, exact_layers 0), the new
+ones (thumb 0 = auto: as many pixels as one tile's crop; exact_layers 1: the
+first norm layer's statistics exact), each change alone, and any --thumbs;
 for each: PSNR over 8-bit RGB and 8x8 block-mean PSNR (the PSNR of the
 images' 8x8 block means, which ignores where single strokes fall and keeps
 brightness, colour and contrast) against exact, and the wall time of
@@ -76,12 +77,17 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--max-memory", default="0", help="for exact (its activation cache), e.g. 4G")
     ap.add_argument("--build", default=str(REPO / "build"))
+    ap.add_argument("--keep", help="folder to keep the input and every model's exact output in")
     args = ap.parse_args()
     build = Path(args.build)
     size = tuple(int(x) for x in args.size.split("x"))
     models = args.model or ["starry_night", "great_wave", "the_scream", "mosaic"]
-    thumbs = [("512 (old default)", 512), ("auto (new default)", 0)] + \
-             [(t, int(t)) for t in args.thumbs.split(",") if t]
+    # (label, thumb, exact_layers)
+    variants = [("thumb 512, exact_layers 0 (the old default)", 512, 0),
+                ("thumb auto, exact_layers 0", 0, 0),
+                ("thumb 512, exact_layers 1", 512, 1),
+                ("thumb auto, exact_layers 1 (the new default)", 0, 1)] + \
+               [("thumb %s, exact_layers %d" % (t, k), int(t), k) for t in args.thumbs.split(",") if t for k in (0, 1)]
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         img, what = content(size, build, tmp)
@@ -97,12 +103,17 @@ def main():
             name = Path(str(model)).stem
             t_ex, exact = run(build, model, src, tmp / "exact.png", args.threads, "--mode", "exact",
                               "--max-memory", args.max_memory)
+            if args.keep:
+                Path(args.keep).mkdir(parents=True, exist_ok=True)
+                shutil.copy(src, Path(args.keep) / "in.png")
+                shutil.copy(tmp / "exact.png", Path(args.keep) / ("exact_%s.png" % name))
             bm = block_means(exact)
             print("| %s | exact | ∞ | ∞ | %.1f |" % (name, t_ex), flush=True)
-            for label, thumb in thumbs:
-                t, out = run(build, model, src, tmp / "tin.png", args.threads, "--mode", "tin", "--thumb", thumb)
-                print("| %s | tin, thumb %s | %.2f | %.2f | %.1f |" % (name, label, psnr(out, exact),
-                                                                      psnr(block_means(out), bm), t), flush=True)
+            for label, thumb, layers in variants:
+                t, out = run(build, model, src, tmp / "tin.png", args.threads, "--mode", "tin", "--thumb", thumb,
+                             "--exact-layers", layers)
+                print("| %s | tin, %s | %.2f | %.2f | %.1f |" % (name, label, psnr(out, exact),
+                                                               psnr(block_means(out), bm), t), flush=True)
 
 
 if __name__ == "__main__":

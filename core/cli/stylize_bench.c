@@ -206,7 +206,7 @@ static void usage(FILE *f)
     fprintf(f, "Usage: stylize-bench -m MODEL [--backend auto|ref|dnnl] [--precision auto|fp32|bf16]\n"
                "                     [--mode auto|tin|full|exact|patch] [--threads N] [--size WxH|720p|1080p|4k|8k|16k]\n"
                "                     [--frames N] [--warmup N] [--tile N] [--thumb N]\n"
-               "                     [--max-memory BYTES|NM] [--still]\n"
+               "                     [--max-memory BYTES|NM] [--still] [--exact-layers N]\n"
                "       stylize-bench --peak [--threads N]\n"
                "Prints one JSON object: ms/frame, frames/s, GFLOP/s, peak RSS.\n");
 }
@@ -214,7 +214,7 @@ static void usage(FILE *f)
 int main(int argc, char **argv)
 {
     enum { O_BACKEND = 256, O_PRECISION, O_MODE, O_THREADS, O_SIZE, O_FRAMES, O_WARMUP, O_TILE, O_THUMB, O_PEAK,
-           O_MAX_MEMORY, O_STILL };
+           O_MAX_MEMORY, O_STILL, O_EXACT_LAYERS };
     static const struct option longopts[] = {
         {"model", required_argument, NULL, 'm'},         {"backend", required_argument, NULL, O_BACKEND},
         {"precision", required_argument, NULL, O_PRECISION}, {"mode", required_argument, NULL, O_MODE},
@@ -223,6 +223,7 @@ int main(int argc, char **argv)
         {"tile", required_argument, NULL, O_TILE},
         {"thumb", required_argument, NULL, O_THUMB},     {"peak", no_argument, NULL, O_PEAK},
         {"max-memory", required_argument, NULL, O_MAX_MEMORY}, {"still", no_argument, NULL, O_STILL},
+        {"exact-layers", required_argument, NULL, O_EXACT_LAYERS},
         {"help", no_argument, NULL, 'h'},                {NULL, 0, NULL, 0}};
     stylize_options o;
     stylize_options_default(&o);
@@ -251,6 +252,7 @@ int main(int argc, char **argv)
             break;
         }
         case O_STILL: o.still = 1; break;
+        case O_EXACT_LAYERS: bad = sscanf(optarg, "%d", &o.exact_layers) != 1; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 1;
         }

@@ -112,6 +112,13 @@ typedef struct stylize_options {
     int still;             /* 1: the frames are independent still images (photos), so mode=auto may spend
                               exact mode's time on frames too large for full; 0: video (default), where
                               auto uses tin for them */
+    int exact_layers;      /* tin: the first exact_layers instance-norm layers use the frame's exact
+                              statistics (computed in tiles as exact mode does, one pass per layer
+                              over the first layers only), the others the thumbnail's. Default 1
+                              (about 5-8 % of a frame's time); 0 = the thumbnail's statistics only
+                              (the estimator before; it is also what frames no larger than the
+                              thumbnail get); values >= the number of norm layers give exact mode's
+                              statistics with tin's memory but several times its time */
 } stylize_options;
 
 /* Model facts, read from the model file. */
@@ -193,12 +200,17 @@ const char *stylize_errmsg(const stylize_ctx *ctx);
 /* Stylize one frame. in and out must have the same width and height and a
  * supported format each (they may differ); out's buffers must not overlap
  * in's. Every output pixel is written exactly once. In tin mode working
- * memory depends on tile and thumb, not on the frame size, and nothing is
- * allocated once a frame of this size has been processed. */
+ * memory depends on tile and thumb, not on the frame size (in exact mode,
+ * on tile and the budget), and nothing is allocated once a frame of this
+ * size has been processed. */
 int stylize_process(stylize_ctx *ctx, const stylize_frame *in, stylize_frame *out);
 
 /* Bytes of working memory (beyond the caller's frames) that processing a
- * width x height frame needs with the current model and options. */
+ * width x height frame needs with the current model and options (with
+ * mode=auto: in the mode it picks). In exact mode this includes the
+ * activation cache, which is used only where it fits max_memory (or
+ * STYLIZE_AUTO_BUDGET when that is 0); without it exact needs about what
+ * tin needs. */
 size_t stylize_memory_needed(const stylize_ctx *ctx, int width, int height);
 
 /* The mode a width x height frame is processed in with the current options:

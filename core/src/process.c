@@ -233,11 +233,10 @@ size_t sty_memory_needed(const stylize_ctx *ctx, int W, int H)
     return mode_memory(ctx, W, H, sty_resolve_mode(ctx, W, H));
 }
 
-int sty_thumbnail_stats(stylize_ctx *ctx, const stylize_frame *in, float *stats)
+/* The statistics of the frame's area-downscaled thumbnail of tw x th. */
+static int one_thumbnail_stats(stylize_ctx *ctx, const stylize_frame *in, int tw, int th, float *stats)
 {
     sty_engine *e = ctx->engine;
-    int tw, th;
-    thumb_size(ctx, in, &tw, &th);
     if (grow_floats(&ctx->thumb, &ctx->thumb_cap, (size_t)tw * th * 3))
         return sty_set_error(ctx, STYLIZE_ERR_NOMEM, "out of memory for a %dx%d thumbnail", tw, th);
     if (tw == in->width && th == in->height) {
@@ -258,6 +257,27 @@ int sty_thumbnail_stats(stylize_ctx *ctx, const stylize_frame *in, float *stats)
         return sty_set_error(ctx, ret, "%s backend failed on the %dx%d thumbnail: %s", e->ops->name, tw, th,
                              stylize_strerror(ret));
     return 0;
+}
+
+static int exact_partial_stats(stylize_ctx *ctx, const stylize_frame *in, float *stats, int n_norms);
+
+/* tin's statistics: the thumbnail's, then (exact_layers > 0, thumbnail
+ * smaller than the frame) the first exact_layers instance-norm layers'
+ * replaced by the frame's exact statistics. A thumbnail has more detail per
+ * pixel than the frame, so the early, full-resolution layers are where its
+ * statistics are furthest off (first-layer variances 15-65 % too high), and
+ * they are the cheapest to compute exactly (one pass over the tiles per
+ * layer up to that layer; the first layer is 5 % of the network). */
+int sty_thumbnail_stats(stylize_ctx *ctx, const stylize_frame *in, float *stats)
+{
+    const sty_model *m = ctx->engine->model;
+    int tw, th;
+    thumb_size(ctx, in, &tw, &th);
+    int r = one_thumbnail_stats(ctx, in, tw, th, stats);
+    if (r || ctx->opts.exact_layers <= 0 || (tw == in->width && th == in->height) || !ctx->engine->ops->exact)
+        return r;
+    return exact_partial_stats(ctx, in, stats, ctx->opts.exact_layers < m->n_norms ? ctx->opts.exact_layers
+                                                                                   : m->n_norms);
 }
 
 static int run_tiles(stylize_ctx *ctx, const stylize_frame *in, stylize_frame *out, int tile, int overlap,
@@ -492,6 +512,38 @@ static int exact_frame(stylize_ctx *ctx, const stylize_frame *in, stylize_frame 
         if (last)
             break;
         const sty_norm *nm = &m->norms[ps.stop_norm];
+        for (int c = 0; c < nm->c; c++) {
+            stats[nm->stats_offset + c] = (float)mean[c];
+            stats[nm->stats_offset + nm->c + c] = (float)(m2[c] / ps.count);
+        }
+    }
+    return 0;
+}
+
+/* The exact statistics of the first n_norms instance-norm layers (the
+ * others in stats are kept), with no activation cache and with each pass's
+ * context only the receptive radius of the layers it runs, so it needs no
+ * more memory than tin's tiles. */
+static int exact_partial_stats(stylize_ctx *ctx, const stylize_frame *in, float *stats, int n_norms)
+{
+    const sty_model *m = ctx->engine->model;
+    const int W = in->width, H = in->height;
+    double mean[STY_MAX_WIDTH], m2[STY_MAX_WIDTH];
+    for (int li = 0; li < m->n_layers; li++) {
+        const int ni = m->layers[li].norm;
+        if (ni < 0)
+            continue;
+        if (ni >= n_norms)
+            break;
+        const tiling t = plan_tiles(ctx, W, H, ctx->opts.tile, sty_receptive_radius_upto(m, li + 1));
+        const size_t crop_floats = (size_t)t.max_cw * t.max_ch * 3;
+        if (grow_floats(&ctx->crop_in, &ctx->crop_in_cap, crop_floats))
+            return sty_set_error(ctx, STYLIZE_ERR_NOMEM, "out of memory for %dx%d tiles", t.max_cw, t.max_ch);
+        exact_pass ps = {.stop_norm = ni, .mean = mean, .m2 = m2};
+        int r = exact_run_pass(ctx, in, NULL, &t, stats, &ps);
+        if (r)
+            return r;
+        const sty_norm *nm = &m->norms[ni];
         for (int c = 0; c < nm->c; c++) {
             stats[nm->stats_offset + c] = (float)mean[c];
             stats[nm->stats_offset + nm->c + c] = (float)(m2[c] / ps.count);

@@ -54,6 +54,7 @@ void stylize_options_default(stylize_options *o)
     memset(o, 0, sizeof(*o));
     o->mode = STYLIZE_MODE_AUTO;
     o->thumb = 0;
+    o->exact_layers = 1;
     o->tile = 768;
     o->overlap = -1;
     o->strength = 1.0f;
@@ -140,6 +141,8 @@ static int check_options(const stylize_options *o, char *err, size_t n)
     if ((unsigned)o->mode > STYLIZE_MODE_AUTO)
         return snprintf(err, n, "mode %d is not tin, full, patch, exact or auto", (int)o->mode),
                STYLIZE_ERR_INVALID_ARG;
+    if (o->exact_layers < 0 || o->exact_layers > 1000)
+        return snprintf(err, n, "exact_layers %d is outside 0..1000", o->exact_layers), STYLIZE_ERR_INVALID_ARG;
     if (o->still != 0 && o->still != 1)
         return snprintf(err, n, "still %d is not 0 or 1", o->still), STYLIZE_ERR_INVALID_ARG;
     if (o->thumb != 0 && (o->thumb < 16 || o->thumb > 16384))
