@@ -118,7 +118,8 @@ typedef struct stylize_options {
                               (about 5-8 % of a frame's time); 0 = the thumbnail's statistics only
                               (the estimator before; it is also what frames no larger than the
                               thumbnail get); values >= the number of norm layers give exact mode's
-                              statistics with tin's memory but several times its time */
+                              statistics with tin's memory but several times its time. The cuda
+                              backend has no exact passes: there it is ignored (thumbnail only) */
 } stylize_options;
 
 /* Model facts, read from the model file. */
