@@ -67,6 +67,8 @@ typedef struct StylizeContext {
     int backend;
     int precision;
     int64_t max_memory;
+    int still;
+    int exact_layers;
     char *stats_file;
     int stats_mode;
     int stats_window;
@@ -82,6 +84,8 @@ typedef struct StylizeContext {
     int64_t stats_frames;   ///< frames written (pass 1)
     AVFrame *tmp_in;        ///< copy of an input with negative linesizes
     AVFrame *tmp_out;       ///< output for a downstream buffer with negative linesizes
+    int last_w, last_h;     ///< size the mode was last reported for (0: report at the next frame)
+    int last_mode;          ///< the mode libstylize used for it (mode=auto resolved)
 } StylizeContext;
 
 /* The option fields that stylize_set_options takes, saved so that a rejected
@@ -93,6 +97,7 @@ typedef struct StylizeOptFields {
     float smooth, scene_cut;
     int threads, backend, precision;
     int64_t max_memory;
+    int still, exact_layers;
 } StylizeOptFields;
 
 static void save_fields(const StylizeContext *s, StylizeOptFields *f)
@@ -109,6 +114,8 @@ static void save_fields(const StylizeContext *s, StylizeOptFields *f)
     f->backend = s->backend;
     f->precision = s->precision;
     f->max_memory = s->max_memory;
+    f->still = s->still;
+    f->exact_layers = s->exact_layers;
 }
 
 static void restore_fields(StylizeContext *s, const StylizeOptFields *f)
@@ -125,6 +132,8 @@ static void restore_fields(StylizeContext *s, const StylizeOptFields *f)
     s->backend = f->backend;
     s->precision = f->precision;
     s->max_memory = f->max_memory;
+    s->still = f->still;
+    s->exact_layers = f->exact_layers;
 }
 
 static void fill_options(const StylizeContext *s, stylize_options *o)
@@ -142,6 +151,8 @@ static void fill_options(const StylizeContext *s, stylize_options *o)
     o->backend = (stylize_backend)s->backend;
     o->precision = (stylize_precision)s->precision;
     o->max_memory = (size_t)s->max_memory;
+    o->still = s->still;
+    o->exact_layers = s->exact_layers;
 }
 
 static int status_to_averror(int status)
@@ -372,8 +383,8 @@ static av_cold int init(AVFilterContext *ctx)
                    s->stats_mode == STATS_WRITE ? "write" : "read");
             return AVERROR(EINVAL);
         }
-        if (s->mode != STYLIZE_MODE_TIN) {
-            av_log(ctx, AV_LOG_ERROR, "stats_mode needs mode=tin (thumbnail statistics)\n");
+        if (s->mode != STYLIZE_MODE_TIN && s->mode != STYLIZE_MODE_AUTO) {
+            av_log(ctx, AV_LOG_ERROR, "stats_mode needs mode=tin or auto (thumbnail statistics)\n");
             return AVERROR(EINVAL);
         }
     } else if (s->stats_file && s->stats_file[0]) {
@@ -413,6 +424,32 @@ static int config_input(AVFilterLink *inlink)
     av_log(ctx, AV_LOG_VERBOSE, "%dx%d %s\n", inlink->w, inlink->h,
            av_get_pix_fmt_name(inlink->format));
     return 0;
+}
+
+/* Once per frame size (and after an option change): the mode the frame is
+ * processed in. mode=auto can change its choice when the size crosses the
+ * memory budget; the look then changes (full/exact vs tin), so that is a
+ * warning, not a silent switch. */
+static void report_mode(AVFilterContext *ctx, int w, int h)
+{
+    StylizeContext *s = ctx->priv;
+    if (w == s->last_w && h == s->last_h)
+        return;
+    const int mode = stylize_resolve_mode(s->sctx, w, h);
+    av_log(ctx, AV_LOG_VERBOSE, "%dx%d: mode %s%s, %zu MiB of working memory\n", w, h,
+           stylize_mode_name((stylize_mode)mode), s->mode == STYLIZE_MODE_AUTO ? " (auto)" : "",
+           stylize_memory_needed(s->sctx, w, h) >> 20);
+    /* full and exact give the same picture; tin's differs from both */
+    if (s->last_w && s->mode == STYLIZE_MODE_AUTO && (mode == STYLIZE_MODE_TIN) != (s->last_mode == STYLIZE_MODE_TIN))
+        av_log(ctx, AV_LOG_WARNING, "the frame size changed from %dx%d to %dx%d and mode=auto switches from %s "
+               "to %s (the memory budget is %"PRId64" MiB): the look changes; set mode=%s (or a larger max_memory) "
+               "to keep one look\n", s->last_w, s->last_h, w, h, stylize_mode_name((stylize_mode)s->last_mode),
+               stylize_mode_name((stylize_mode)mode),
+               (s->max_memory ? s->max_memory : (int64_t)STYLIZE_AUTO_BUDGET) >> 20,
+               stylize_mode_name(STYLIZE_MODE_TIN));
+    s->last_w = w;
+    s->last_h = h;
+    s->last_mode = mode;
 }
 
 static int filter_frame(AVFilterLink *inlink, AVFrame *in)
@@ -475,6 +512,7 @@ static int filter_frame(AVFilterLink *inlink, AVFrame *in)
 
     if ((ret = map_frame(ctx, src, &vin)) < 0 || (ret = map_frame(ctx, dst, &vout)) < 0)
         goto fail;
+    report_mode(ctx, in->width, in->height);
     ret = stylize_process(s->sctx, &vin, &vout);
     if (ret < 0) {
         av_log(ctx, AV_LOG_ERROR, "stylizing a %dx%d %s frame failed: %s\n",
@@ -547,6 +585,7 @@ static int process_command(AVFilterContext *ctx, const char *cmd, const char *ar
             return status_to_averror(ret);
         }
     }
+    s->last_w = s->last_h = 0; /* report the mode in force again */
     return 0;
 }
 
@@ -557,11 +596,13 @@ static int process_command(AVFilterContext *ctx, const char *cmd, const char *ar
 static const AVOption stylize_avoptions[] = {
     { "model", "model file (.safetensors) or style name", OFFSET(model), AV_OPT_TYPE_STRING, { .str = NULL }, 0, 0, TFLAGS },
     { "m", "model file (.safetensors) or style name", OFFSET(model), AV_OPT_TYPE_STRING, { .str = NULL }, 0, 0, TFLAGS },
-    { "mode", "instance-norm statistics", OFFSET(mode), AV_OPT_TYPE_INT, { .i64 = STYLIZE_MODE_TIN }, 0, 2, TFLAGS, .unit = "mode" },
-        { "tin",   "thumbnail statistics, tiled (bounded memory, seamless)", 0, AV_OPT_TYPE_CONST, { .i64 = STYLIZE_MODE_TIN },   0, 0, TFLAGS, .unit = "mode" },
+    { "mode", "instance-norm statistics", OFFSET(mode), AV_OPT_TYPE_INT, { .i64 = STYLIZE_MODE_AUTO }, 0, 4, TFLAGS, .unit = "mode" },
+        { "auto",  "full within max_memory (default 1 GiB), else exact for stills, tin for video", 0, AV_OPT_TYPE_CONST, { .i64 = STYLIZE_MODE_AUTO }, 0, 0, TFLAGS, .unit = "mode" },
         { "full",  "exact instance norm over the whole frame",               0, AV_OPT_TYPE_CONST, { .i64 = STYLIZE_MODE_FULL },  0, 0, TFLAGS, .unit = "mode" },
+        { "exact", "full's result in tiles (bounded memory, several times tin's time)", 0, AV_OPT_TYPE_CONST, { .i64 = STYLIZE_MODE_EXACT }, 0, 0, TFLAGS, .unit = "mode" },
+        { "tin",   "thumbnail statistics, tiled (bounded memory, seamless)", 0, AV_OPT_TYPE_CONST, { .i64 = STYLIZE_MODE_TIN },   0, 0, TFLAGS, .unit = "mode" },
         { "patch", "each tile uses its own statistics (shows seams)",        0, AV_OPT_TYPE_CONST, { .i64 = STYLIZE_MODE_PATCH }, 0, 0, TFLAGS, .unit = "mode" },
-    { "thumb", "TIN thumbnail size (longer side, pixels)", OFFSET(thumb), AV_OPT_TYPE_INT, { .i64 = 512 }, 16, 16384, TFLAGS },
+    { "thumb", "TIN thumbnail size (longer side, pixels), 0 = auto (as many pixels as a tile)", OFFSET(thumb), AV_OPT_TYPE_INT, { .i64 = 0 }, 0, 16384, TFLAGS },
     { "tile", "tile side in pixels, 0 = whole frame", OFFSET(tile), AV_OPT_TYPE_INT, { .i64 = 768 }, 0, 65536, TFLAGS },
     { "overlap", "context around each tile in pixels, -1 = auto (receptive field)", OFFSET(overlap), AV_OPT_TYPE_INT, { .i64 = -1 }, -1, 4096, TFLAGS },
     { "strength", "blend of stylized (1) and original (0)", OFFSET(strength), AV_OPT_TYPE_FLOAT, { .dbl = 1.0 }, 0.0, 1.0, TFLAGS },
@@ -580,6 +621,8 @@ static const AVOption stylize_avoptions[] = {
         { "bf16", "bfloat16 with fp32 accumulation",                    0, AV_OPT_TYPE_CONST, { .i64 = STYLIZE_PRECISION_BF16 }, 0, 0, TFLAGS, .unit = "precision" },
         { "fp16", "half precision with fp32 accumulation (cuda)",      0, AV_OPT_TYPE_CONST, { .i64 = STYLIZE_PRECISION_FP16 }, 0, 0, TFLAGS, .unit = "precision" },
     { "max_memory", "working memory a frame may use in bytes (e.g. 512M), 0 = no limit", OFFSET(max_memory), AV_OPT_TYPE_INT64, { .i64 = 0 }, 0, INT64_MAX, TFLAGS },
+    { "exact_layers", "tin: exact statistics for the first N instance-norm layers, 0 = thumbnail only", OFFSET(exact_layers), AV_OPT_TYPE_INT, { .i64 = 1 }, 0, 1000, TFLAGS },
+    { "still", "the input is a still image (mode=auto then uses exact, not tin, above the budget)", OFFSET(still), AV_OPT_TYPE_BOOL, { .i64 = 0 }, 0, 1, TFLAGS },
     { "stats_file", "two-pass statistics file", OFFSET(stats_file), AV_OPT_TYPE_STRING, { .str = NULL }, 0, 0, FLAGS },
     { "stats_mode", "two-pass statistics", OFFSET(stats_mode), AV_OPT_TYPE_INT, { .i64 = STATS_OFF }, STATS_OFF, STATS_READ, FLAGS, .unit = "stats_mode" },
         { "off",   "one pass",                                        0, AV_OPT_TYPE_CONST, { .i64 = STATS_OFF },   0, 0, FLAGS, .unit = "stats_mode" },

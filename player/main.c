@@ -40,11 +40,12 @@ static void usage(FILE *f)
         "                          all loaded at start, switched with keys 1-9; a style's _live\n"
         "                          twin (real time on a CPU), where one exists, is preloaded too\n"
         "      --no-live           do not preload the _live twins\n"
-        "      --mode tin|full|patch  instance-norm statistics [tin]\n"
+        "      --mode MODE         auto|tin|full|patch|exact: instance-norm statistics [auto: full\n"
+        "                          when it fits --max-memory (default 1 GiB), else tin]\n"
         "      --strength F        0..1 blend with the original [1]\n"
         "      --preserve-color    keep the original's colours\n"
         "      --smooth F          temporal smoothing of the statistics, 0..0.99 [0]\n"
-        "      --thumb N, --tile N TIN thumbnail and tile sizes [512, 768]\n"
+        "      --thumb N, --tile N TIN thumbnail and tile sizes [0 = auto, 768]\n"
         "      --max-memory MB     working memory a frame may use, 0 = no limit [0]; a setting\n"
         "                          that needs more (e.g. full mode on a large frame) is refused\n"
         "      --threads N         worker threads, 0 = all CPUs [0]\n"
@@ -71,7 +72,7 @@ static void usage(FILE *f)
         "  [ ]  or drag move the split divider (mouse: drag in split view)\n"
         "  + -          strength up/down by 0.1\n"
         "  c            preserve colour on/off\n"
-        "  t            statistics mode: tin -> patch -> full\n"
+        "  t            statistics mode: auto -> tin -> patch -> full\n"
         "  s            smoothing: 0 -> 0.5 -> 0.9\n"
         "  space        pause/resume (settings changes still show on the held frame)\n"
         "  f            fullscreen\n"
@@ -190,8 +191,10 @@ static void opt_color(stylize_options *o, void *arg)
 static void opt_mode(stylize_options *o, void *arg)
 {
     (void)arg;
-    o->mode = o->mode == STYLIZE_MODE_TIN ? STYLIZE_MODE_PATCH :
-              o->mode == STYLIZE_MODE_PATCH ? STYLIZE_MODE_FULL : STYLIZE_MODE_TIN;
+    /* exact is left out: several times tin's time, too slow to watch */
+    o->mode = o->mode == STYLIZE_MODE_AUTO ? STYLIZE_MODE_TIN :
+              o->mode == STYLIZE_MODE_TIN ? STYLIZE_MODE_PATCH :
+              o->mode == STYLIZE_MODE_PATCH ? STYLIZE_MODE_FULL : STYLIZE_MODE_AUTO;
 }
 static void opt_smooth(stylize_options *o, void *arg)
 {
@@ -555,7 +558,7 @@ int main(int argc, char **argv)
         case OPT_LOOP: so.loop = 1; break;
         case OPT_MODE:
             if (stylize_mode_from_name(optarg, &opts.mode) < 0)
-                return die("--mode: '%s' is not tin, full or patch", optarg);
+                return die("--mode: '%s' is not auto, tin, full, patch or exact", optarg);
             break;
         case OPT_STRENGTH:
             if (parse_float(optarg, 0, 1, &opts.strength) < 0)

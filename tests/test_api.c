@@ -265,7 +265,7 @@ static void test_options(const char *model)
     CHECK(stylize_set_options(ctx, &o) == STYLIZE_ERR_INVALID_ARG && strstr(stylize_errmsg(ctx), "thumb"),
           "set bad thumb: %s", stylize_errmsg(ctx));
     stylize_get_options(ctx, &o);
-    CHECK(o.strength == 1.0f && o.thumb == 512, "options kept after a rejected change");
+    CHECK(o.strength == 1.0f && o.thumb == 0, "options kept after a rejected change");
     o.threads = 1;
     o.mode = STYLIZE_MODE_PATCH;
     CHECK(stylize_set_options(ctx, &o) == 0, "set threads: %s", stylize_errmsg(ctx));
@@ -408,6 +408,81 @@ static void test_memory_limit(const char *model)
     stylize_destroy(ctx);
 }
 
+/* mode=auto: full within the budget, then exact for stills and tin for
+ * video; exact gives full's picture and statistics with tin-like memory. */
+static void test_auto_and_exact(const char *model)
+{
+    stylize_options o;
+    stylize_options_default(&o);
+    CHECK(o.mode == STYLIZE_MODE_AUTO && o.still == 0, "default mode auto, still 0");
+    o.threads = 2;
+    o.tile = 48;
+    stylize_ctx *ctx = create(model, &o);
+    if (!ctx)
+        return;
+    const int w = 203, h = 157;
+    CHECK(stylize_resolve_mode(ctx, w, h) == STYLIZE_MODE_FULL, "auto: a small frame is full");
+    o.mode = STYLIZE_MODE_FULL;
+    stylize_set_options(ctx, &o);
+    const size_t full_need = stylize_memory_needed(ctx, w, h);
+    o.mode = STYLIZE_MODE_EXACT;
+    stylize_set_options(ctx, &o);
+    const size_t exact_need = stylize_memory_needed(ctx, w, h);
+    /* beyond the sizes whose activation cache fits the default budget */
+    const size_t exact_big = stylize_memory_needed(ctx, 60 * w, 60 * h);
+    CHECK(exact_need < full_need && exact_big == stylize_memory_needed(ctx, 80 * w, 80 * h) &&
+          exact_big < ((size_t)64 << 20), "exact memory is bounded by the tile (%zu < %zu; %zu at 60x and 80x the size)",
+          exact_need, full_need, exact_big);
+    o.mode = STYLIZE_MODE_AUTO;
+    o.max_memory = full_need - 1;
+    stylize_set_options(ctx, &o);
+    CHECK(stylize_resolve_mode(ctx, w, h) == STYLIZE_MODE_TIN, "auto over the budget, video: tin");
+    o.max_memory = full_need;
+    stylize_set_options(ctx, &o);
+    CHECK(stylize_resolve_mode(ctx, w, h) == STYLIZE_MODE_FULL, "auto at the budget: full");
+    o.max_memory = full_need - 1;
+    o.still = 1;
+    stylize_set_options(ctx, &o);
+    CHECK(stylize_resolve_mode(ctx, w, h) == STYLIZE_MODE_EXACT, "auto over the budget, still: exact");
+    o.max_memory = 0;
+    stylize_set_options(ctx, &o);
+    CHECK(stylize_resolve_mode(ctx, 8000, 8000) == STYLIZE_MODE_EXACT &&
+          stylize_resolve_mode(ctx, 64, 64) == STYLIZE_MODE_FULL, "auto with the default budget (1 GiB)");
+
+    image in = image_new(STYLIZE_PIX_RGB24, w, h), full = image_new(STYLIZE_PIX_RGB24, w, h);
+    image ex = image_new(STYLIZE_PIX_RGB24, w, h);
+    fill(&in, 1);
+    const size_t n = stylize_stats_size(ctx);
+    float *s_full = malloc(n * sizeof(float)), *s_ex = malloc(n * sizeof(float));
+    o.mode = STYLIZE_MODE_FULL;
+    stylize_set_options(ctx, &o);
+    CHECK(stylize_process(ctx, &in.f, &full.f) == 0 && stylize_get_stats(ctx, s_full, n) == 0, "full: %s",
+          stylize_errmsg(ctx));
+    o.mode = STYLIZE_MODE_AUTO;
+    o.max_memory = exact_need;
+    stylize_set_options(ctx, &o);
+    CHECK(stylize_process(ctx, &in.f, &ex.f) == 0 && stylize_get_stats(ctx, s_ex, n) == 0, "auto -> exact: %s",
+          stylize_errmsg(ctx));
+    int maxd = 0;
+    for (size_t i = 0; i < (size_t)w * h * 3; i++) {
+        int d = abs((int)full.buf[i] - (int)ex.buf[i]);
+        maxd = d > maxd ? d : maxd;
+    }
+    double rel = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)s_full[i] - s_ex[i]) / (fabs((double)s_full[i]) + 1e-3);
+        rel = d > rel ? d : rel;
+    }
+    CHECK(maxd <= 1, "exact == full within 1 level (max |diff| %d)", maxd);
+    CHECK(rel < 1e-4, "exact statistics == full's (max relative difference %g)", rel);
+    free(s_full);
+    free(s_ex);
+    free(in.buf);
+    free(full.buf);
+    free(ex.buf);
+    stylize_destroy(ctx);
+}
+
 static double max_rel_diff(const float *a, const float *b, size_t n)
 {
     double m = 0;
@@ -423,6 +498,7 @@ static void test_stats_and_smoothing(const char *model)
     stylize_options o;
     stylize_options_default(&o);
     o.threads = 2;
+    o.mode = STYLIZE_MODE_TIN; /* smoothing is tin's */
     o.smooth = 0.5f;
     o.scene_cut = 0;
     o.thumb = 16;
@@ -568,6 +644,7 @@ int main(int argc, char **argv)
     test_tiny_and_odd_sizes(m1);
     test_stats_and_smoothing(m1);
     test_memory_limit(m1);
+    test_auto_and_exact(m1);
     test_model_switch(m1, m2, argv[1]);
     printf("%d checks, %d failed\n", checks, failures);
     return failures ? 1 : 0;

@@ -87,7 +87,7 @@ def write_png(frame, path):
 
 # filter option -> stylize-image option
 CLI_OPTS = {"mode": "--mode", "thumb": "--thumb", "tile": "--tile", "overlap": "--overlap",
-            "strength": "--strength", "smooth": "--smooth", "threads": "--threads"}
+            "strength": "--strength", "smooth": "--smooth", "threads": "--threads", "max_memory": "--max-memory"}
 
 
 def libstylize(model, frame, tmp, opts=None, fmt=None):
@@ -272,6 +272,59 @@ def test_size_change_mid_stream(models, tmp_path):
     src = file_rgb(parts[0][0], "null", w, h, 2)
     for j in range(2):
         assert_same(got[j], libstylize(models["mosaic"], src[j], tmp_path), f"{w}x{h} frame {j}")
+
+
+def _full_kib(model, w, h, tmp):
+    """full mode's working memory for a w x h frame, as stylize-image --verbose reports it."""
+    src = tmp / f"blank{w}x{h}.png"
+    write_png(np.zeros((h, w, 3), np.uint8), src)
+    r = run([STYLIZE_IMAGE, "-m", model, "--mode", "full", "--verbose", "--tile", "48", "--thumb", "32",
+             src, tmp / "blank_out.png"])
+    return int(re.search(r"(\d+) KiB of working memory", r.stderr.decode()).group(1))
+
+
+@pytest.mark.parametrize("still", [0, 1])
+def test_auto_mode_size_change_crosses_budget(models, tmp_path, still):
+    """mode=auto with a max_memory between full's need at two sizes: the
+    small frames are full, the large ones tin (video) or exact (still=1).
+    Each size's mode is logged once at the verbose level; a switch between
+    full and tin (the look changes) is a warning naming both sizes; exact
+    gives full's picture, so no warning. Every frame equals libstylize's
+    output in the mode named."""
+    small, large = (64, 48), (480, 360)  # tiles of 48 + context are much smaller than the large frame
+    budget_kib = (_full_kib(models["mosaic"], *small, tmp_path) + _full_kib(models["mosaic"], *large, tmp_path)) // 2
+    parts = []
+    for i, (w, h) in enumerate([small, large, small]):
+        p = tmp_path / f"part{i}.nut"
+        ffmpeg("-f", "lavfi", "-i", f"testsrc2=s={w}x{h}:r=10:d=0.1,format=rgb24", "-c:v", "png", p)
+        parts.append((p, w, h))
+    lst = tmp_path / "list.txt"
+    lst.write_text("".join(f"file '{p}'\n" for p, _, _ in parts))
+    vf = stylize_args(models["mosaic"], tile=48, thumb=32, max_memory=f"{budget_kib}K", still=still)
+    proc = ffmpeg("-reinit_filter", "0", "-f", "concat", "-safe", "0", "-i", lst, "-vf", vf,
+                  "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "rgb24", "-", loglevel="verbose")
+    err = proc.stderr.decode(errors="replace")
+    big_mode = "exact" if still else "tin"
+    assert re.search(r"64x48: mode full \(auto\)", err), err[-3000:]
+    assert re.search(r"480x360: mode %s \(auto\)" % big_mode, err), err[-3000:]
+    warnings = re.findall(r"frame size changed from (\d+x\d+) to (\d+x\d+) and mode=auto switches from (\w+) "
+                          r"to (\w+).*the look changes", err)
+    if still:
+        assert warnings == [], warnings
+    else:
+        assert warnings == [("64x48", "480x360", "full", "tin"), ("480x360", "64x48", "tin", "full")], err[-3000:]
+    data, off = proc.stdout, 0
+    for p, w, h in parts:
+        src = file_rgb(p, "null", w, h, 1)
+        n = w * h * 3
+        got = np.frombuffer(data[off:off + n], np.uint8).reshape(h, w, 3)
+        off += n
+        mode = "full" if (w, h) == small else big_mode
+        # the same budget: exact's activation cache (and so its rounding in bf16) depends on it
+        assert_same(got, libstylize(models["mosaic"], src[0], tmp_path, {"mode": mode, "tile": "48", "thumb": "32",
+                                                                         "max_memory": f"{budget_kib}K"}),
+                    f"{w}x{h} in {mode} mode")
+    assert off == len(data)
 
 
 # ---------------------------------------------------------------------------

@@ -234,7 +234,7 @@ def test_failed_setting_keeps_previous(tmp_path, models):
     # so the player says why and keeps patch mode
     src = ("-f", "lavfi", "testsrc2=size=320x240:rate=10")
     tiles = ("--tile", 64, "--thumb", 32)
-    img, proc = play(tmp_path, models, "--view", "stylized", *tiles, "--max-memory", 3,
+    img, proc = play(tmp_path, models, "--view", "stylized", "--mode", "tin", *tiles, "--max-memory", 3,
                      "--keys", "1:t,2:t", frames=4, src=src)
     assert "failed" in proc.stderr and "max_memory" in proc.stderr and "keeping" in proc.stderr, proc.stderr
     ref = ffmpeg_frames(f"stylize=model={models[0]}:threads=2:mode=patch:tile=64:thumb=32",

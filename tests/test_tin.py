@@ -250,8 +250,9 @@ def _layer_slices(model):
 
 @pytest.mark.parametrize("thumb", [THUMB, 512])
 def test_tin_stats_and_output_match_pytorch(run_release, half_model, frame, thumb):
+    # the thumbnail's statistics alone (--exact-layers 0)
     path, model = half_model
-    out, c_stats = run_release(path, frame, "--mode", "tin", "--thumb", thumb, stats_out=True)
+    out, c_stats = run_release(path, frame, "--mode", "tin", "--thumb", thumb, "--exact-layers", 0, stats_out=True)
     ref_stats = tr.thumbnail_stats(model, frame, thumb)
     assert c_stats.shape == ref_stats.shape == (model.stats_size(),)
     worst = 0.0
@@ -275,6 +276,25 @@ def test_tin_stats_and_output_match_pytorch(run_release, half_model, frame, thum
     # and PyTorch's own statistics give the same picture
     d2 = absdiff(out, tr.stylize(model, frame, stats=ref_stats))
     assert d2.max() <= 1
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+def test_tin_exact_layers(run_release, half_model, frame, layers):
+    """--exact-layers N (default 1): the first N norm layers' statistics are
+    the frame's own (full's, which tests/test_reference.py holds to PyTorch),
+    the others the thumbnail's as with --exact-layers 0; tiled = untiled."""
+    path, model = half_model
+    _, full_stats = run_release(path, frame, "--mode", "full", stats_out=True)
+    _, thumb_stats = run_release(path, frame, "--mode", "tin", "--thumb", THUMB, "--exact-layers", 0, stats_out=True)
+    out, st = run_release(path, frame, "--mode", "tin", "--thumb", THUMB, "--exact-layers", layers, "--tile", 40,
+                          stats_out=True)
+    for i, (name, ms, vs) in enumerate(_layer_slices(model)):
+        want = full_stats if i < layers else thumb_stats
+        for sl in (ms, vs):
+            err = np.abs(st[sl].astype(np.float64) - want[sl]) / (np.abs(want[sl]) + 1e-3 * np.abs(want[sl]).max())
+            assert err.max() < 1e-4, (name, layers, err.max())
+    untiled = run_release(path, frame, "--mode", "tin", "--thumb", THUMB, "--exact-layers", layers, "--tile", 0)
+    assert absdiff(out, untiled).max() <= 1
 
 
 def test_tin_without_downscale_is_full(run_release, half_model, frame):

@@ -209,15 +209,17 @@ static int run_peak(int threads)
 static void usage(FILE *f)
 {
     fprintf(f, "Usage: stylize-bench -m MODEL [--backend auto|ref|dnnl] [--precision auto|fp32|bf16]\n"
-               "                     [--mode tin|full|patch] [--threads N] [--size WxH|720p|1080p|4k|8k|16k]\n"
+               "                     [--mode auto|tin|full|exact|patch] [--threads N] [--size WxH|720p|1080p|4k|8k|16k]\n"
                "                     [--frames N] [--warmup N] [--tile N] [--thumb N]\n"
+               "                     [--max-memory BYTES|NM] [--still] [--exact-layers N] [--plan]\n"
                "       stylize-bench --peak [--threads N]\n"
                "Prints one JSON object: ms/frame, frames/s, GFLOP/s, peak RSS.\n");
 }
 
 int main(int argc, char **argv)
 {
-    enum { O_BACKEND = 256, O_PRECISION, O_MODE, O_THREADS, O_SIZE, O_FRAMES, O_WARMUP, O_TILE, O_THUMB, O_PEAK };
+    enum { O_BACKEND = 256, O_PRECISION, O_MODE, O_THREADS, O_SIZE, O_FRAMES, O_WARMUP, O_TILE, O_THUMB, O_PEAK,
+           O_MAX_MEMORY, O_STILL, O_EXACT_LAYERS, O_PLAN };
     static const struct option longopts[] = {
         {"model", required_argument, NULL, 'm'},         {"backend", required_argument, NULL, O_BACKEND},
         {"precision", required_argument, NULL, O_PRECISION}, {"mode", required_argument, NULL, O_MODE},
@@ -225,12 +227,14 @@ int main(int argc, char **argv)
         {"frames", required_argument, NULL, O_FRAMES},   {"warmup", required_argument, NULL, O_WARMUP},
         {"tile", required_argument, NULL, O_TILE},
         {"thumb", required_argument, NULL, O_THUMB},     {"peak", no_argument, NULL, O_PEAK},
+        {"max-memory", required_argument, NULL, O_MAX_MEMORY}, {"still", no_argument, NULL, O_STILL},
+        {"exact-layers", required_argument, NULL, O_EXACT_LAYERS}, {"plan", no_argument, NULL, O_PLAN},
         {"help", no_argument, NULL, 'h'},                {NULL, 0, NULL, 0}};
     stylize_options o;
     stylize_options_default(&o);
     o.threads = 1;
     const char *model = NULL;
-    int w = 1280, h = 720, frames = 3, warmup = 1, peak = 0, c, bad = 0;
+    int w = 1280, h = 720, frames = 3, warmup = 1, peak = 0, plan = 0, c, bad = 0;
     while ((c = getopt_long(argc, argv, "m:h", longopts, NULL)) != -1) {
         switch (c) {
         case 'm': model = optarg; break;
@@ -244,6 +248,17 @@ int main(int argc, char **argv)
         case O_TILE: bad = sscanf(optarg, "%d", &o.tile) != 1; break;
         case O_THUMB: bad = sscanf(optarg, "%d", &o.thumb) != 1; break;
         case O_PEAK: peak = 1; break;
+        case O_MAX_MEMORY: {
+            unsigned long long v;
+            char unit = 0;
+            int n = sscanf(optarg, "%llu%c", &v, &unit);
+            bad = n < 1 || (n == 2 && unit != 'M');
+            o.max_memory = (size_t)v << (unit == 'M' ? 20 : 0);
+            break;
+        }
+        case O_STILL: o.still = 1; break;
+        case O_EXACT_LAYERS: bad = sscanf(optarg, "%d", &o.exact_layers) != 1; break;
+        case O_PLAN: plan = 1; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 1;
         }
@@ -259,6 +274,18 @@ int main(int argc, char **argv)
         return 1;
     }
 
+    if (plan) { /* the mode and working memory the library plans for the size, without a frame */
+        char perr[1024];
+        stylize_ctx *pctx;
+        if (stylize_create(model, &o, &pctx, perr, sizeof(perr))) {
+            fprintf(stderr, "stylize-bench: %s\n", perr);
+            return 1;
+        }
+        printf("{\"width\": %d, \"height\": %d, \"mode\": \"%s\", \"memory_needed_mb\": %.1f}\n", w, h,
+               stylize_mode_name(stylize_resolve_mode(pctx, w, h)), stylize_memory_needed(pctx, w, h) / 1048576.0);
+        stylize_destroy(pctx);
+        return 0;
+    }
     size_t bytes = (size_t)w * h * 3;
     uint8_t *in = malloc(bytes), *out = malloc(bytes);
     if (!in || !out) {
@@ -302,12 +329,12 @@ int main(int argc, char **argv)
            "\"height\": %d, \"tile\": %d, \"thumb\": %d, \"frames\": %d, \"warmup\": %d, \"widths\": [%d, %d, %d], "
            "\"res_blocks\": %d, \"create_ms\": %.1f, \"first_ms\": %.1f, \"ms_best\": %.2f, "
            "\"ms_median\": %.2f, \"fps\": %.3f, \"gflop\": %.2f, \"gflops\": %.1f, \"frame_mb\": %.1f, "
-           "\"rss_base_mb\": %.1f, \"rss_peak_mb\": %.1f, \"rss_beyond_frames_mb\": %.1f, \"checksum\": %llu}\n",
+           "\"rss_base_mb\": %.1f, \"rss_peak_mb\": %.1f, \"rss_beyond_frames_mb\": %.1f, \"memory_needed_mb\": %.1f, \"checksum\": %llu}\n",
            stylize_backend_name(stylize_active_backend(ctx)), stylize_precision_name(stylize_active_precision(ctx)),
-           stylize_mode_name(o.mode), o.threads, w, h, o.tile, o.thumb, frames, warmup, mi.width1, mi.width2, mi.width3,
+           stylize_mode_name(stylize_resolve_mode(ctx, w, h)), o.threads, w, h, o.tile, o.thumb, frames, warmup, mi.width1, mi.width2, mi.width3,
            mi.res_blocks, create_ms, first, best, median, 1e3 / best, gflop, gflop / (best / 1e3),
            (double)bytes / 1048576.0, base_kb / 1024.0, peak_kb / 1024.0, peak_kb / 1024.0 - 2.0 * (double)bytes / 1048576.0,
-           (unsigned long long)sum);
+           stylize_memory_needed(ctx, w, h) / 1048576.0, (unsigned long long)sum);
     stylize_destroy(ctx);
     free(ms);
     free(in);

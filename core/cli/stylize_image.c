@@ -18,12 +18,17 @@ static void usage(FILE *f)
             "       stylize-image -m MODEL --info\n"
             "Stylize a PNG image with a TransformerNet model (libstylize %s).\n\n"
             "  -m, --model PATH|NAME   model file (.safetensors) or installed style name\n"
-            "      --mode tin|full|patch   statistics: thumbnail (default), whole frame, per tile\n"
-            "      --thumb N           TIN thumbnail longer side [512]\n"
+            "      --mode MODE         auto|full|exact|tin|patch [auto]: auto = full when it fits 1 GiB\n"
+            "                          (or --max-memory), else exact (an image is a still); exact = full's\n"
+            "                          result in tiles; tin = thumbnail statistics; patch = per tile\n"
+            "      --thumb N           TIN thumbnail longer side, 0 = auto (a tile's pixels) [0]\n"
             "      --tile N            tile side, 0 = whole frame [768]\n"
+            "      --exact-layers N    tin: exact statistics for the first N norm layers [1]; 0 = thumbnail only\n"
             "      --overlap N         context around tiles, -1 = model's receptive field [-1]\n"
             "      --strength F        0..1 blend with the original [1]\n"
             "      --preserve-color    keep the original's colours (BT.601 YCbCr chroma)\n"
+            "      --max-memory BYTES  working-memory limit and mode=auto's budget, e.g. 512M [0: none;\n"
+            "                          auto's budget is then 1G]\n"
             "      --threads N         worker threads, 0 = all CPUs [0]\n"
             "      --backend NAME      auto|ref|dnnl|cuda [auto]\n"
             "      --precision P       auto|fp32|bf16|fp16 [auto]\n"
@@ -33,6 +38,7 @@ static void usage(FILE *f)
             "      --stats-out FILE    write the TIN statistics used (raw float32)\n"
             "      --repeat N          process the image N times (timing, smoothing) [1]\n"
             "      --info              print the model's facts as JSON and exit\n"
+            "      --verbose           print the mode (auto resolved) and the working memory\n"
             "  -h, --help              this help\n",
             stylize_version());
 }
@@ -193,6 +199,27 @@ static void print_info(stylize_ctx *ctx)
            mi.macs_per_pixel, mi.style, mi.license);
 }
 
+/* "512M", "2G", "1048576": bytes with an optional K/M/G (binary) suffix. */
+static int parse_bytes(const char *s, size_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    int shift = 0;
+    if (*end == 'K' || *end == 'k')
+        shift = 10;
+    else if (*end == 'M' || *end == 'm')
+        shift = 20;
+    else if (*end == 'G' || *end == 'g')
+        shift = 30;
+    if (shift)
+        end++;
+    if (errno || end == s || *end || s[0] == '-' || v > (SIZE_MAX >> shift))
+        return -1;
+    *out = (size_t)v << shift;
+    return 0;
+}
+
 static int parse_int(const char *s, int *out)
 {
     char *end;
@@ -215,7 +242,7 @@ static int parse_float(const char *s, float *out)
 int main(int argc, char **argv)
 {
     enum { O_MODE = 256, O_THUMB, O_TILE, O_OVERLAP, O_STRENGTH, O_PRESERVE, O_SMOOTH, O_THREADS, O_BACKEND,
-           O_FORMAT, O_PRECISION, O_STATS_IN, O_STATS_OUT, O_REPEAT, O_INFO };
+           O_FORMAT, O_PRECISION, O_STATS_IN, O_STATS_OUT, O_REPEAT, O_INFO, O_MAX_MEMORY, O_VERBOSE, O_EXACT_LAYERS };
     static const struct option longopts[] = {
         {"model", required_argument, NULL, 'm'},     {"mode", required_argument, NULL, O_MODE},
         {"thumb", required_argument, NULL, O_THUMB}, {"tile", required_argument, NULL, O_TILE},
@@ -224,13 +251,16 @@ int main(int argc, char **argv)
         {"threads", required_argument, NULL, O_THREADS}, {"backend", required_argument, NULL, O_BACKEND},
         {"format", required_argument, NULL, O_FORMAT}, {"precision", required_argument, NULL, O_PRECISION}, {"stats-in", required_argument, NULL, O_STATS_IN},
         {"stats-out", required_argument, NULL, O_STATS_OUT}, {"repeat", required_argument, NULL, O_REPEAT},
+        {"max-memory", required_argument, NULL, O_MAX_MEMORY}, {"verbose", no_argument, NULL, O_VERBOSE},
+        {"exact-layers", required_argument, NULL, O_EXACT_LAYERS},
         {"info", no_argument, NULL, O_INFO},         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
     stylize_options o;
     stylize_options_default(&o);
+    o.still = 1; /* an image: mode=auto may take exact mode's time for it */
     const char *model = NULL, *stats_in = NULL, *stats_out = NULL;
     stylize_pixfmt fmt = STYLIZE_PIX_RGB24;
-    int info = 0, repeat = 1, c, bad = 0;
+    int info = 0, repeat = 1, c, bad = 0, verbose = 0;
     while ((c = getopt_long(argc, argv, "m:h", longopts, NULL)) != -1) {
         switch (c) {
         case 'm': model = optarg; break;
@@ -255,6 +285,9 @@ int main(int argc, char **argv)
         case O_STATS_IN: stats_in = optarg; break;
         case O_STATS_OUT: stats_out = optarg; break;
         case O_REPEAT: bad = parse_int(optarg, &repeat) || repeat < 1; break;
+        case O_MAX_MEMORY: bad = parse_bytes(optarg, &o.max_memory); break;
+        case O_VERBOSE: verbose = 1; break;
+        case O_EXACT_LAYERS: bad = parse_int(optarg, &o.exact_layers); break;
         case O_INFO: info = 1; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 1;
@@ -297,6 +330,10 @@ int main(int argc, char **argv)
         goto done;
     }
     convert_rgb(rgb, &in, 1);
+    if (verbose)
+        fprintf(stderr, "stylize-image: %dx%d: mode %s%s, %zu KiB of working memory\n", w, h,
+                stylize_mode_name(stylize_resolve_mode(ctx, w, h)), o.mode == STYLIZE_MODE_AUTO ? " (auto)" : "",
+                stylize_memory_needed(ctx, w, h) >> 10);
     for (int i = 0; i < repeat; i++) {
         if (stats && stylize_set_stats(ctx, stats, ns)) {
             die("%s%s", stylize_errmsg(ctx), "");

@@ -39,10 +39,20 @@ typedef enum stylize_status {
 
 /* How instance-norm statistics are obtained. */
 typedef enum stylize_mode {
-    STYLIZE_MODE_TIN = 0,   /* thumbnail statistics, tiled: bounded memory, seamless (default) */
+    STYLIZE_MODE_TIN = 0,   /* thumbnail statistics, tiled: bounded memory, seamless, an approximation */
     STYLIZE_MODE_FULL = 1,  /* exact instance norm over the whole frame (= PyTorch); memory grows with the frame */
     STYLIZE_MODE_PATCH = 2, /* each tile normalizes with its own statistics: the naive baseline, shows seams */
+    STYLIZE_MODE_EXACT = 3, /* full's statistics computed in tiles: the same picture (within 1 level in fp32)
+                               with tile-bounded memory, at the cost of one pass over the tiles per
+                               instance-norm layer (several times tin's time); not on the cuda backend */
+    STYLIZE_MODE_AUTO = 4,  /* default: full when its working memory fits the budget (max_memory, or
+                               STYLIZE_AUTO_BUDGET when that is 0); otherwise exact when `still` is set
+                               (and the backend has exact), else tin. Statistics imposed with
+                               stylize_set_stats make that frame tin. stylize_resolve_mode tells the choice. */
 } stylize_mode;
+
+/* mode=auto's memory budget when max_memory is 0: 1 GiB (full fits up to about 1080p with the classic model). */
+#define STYLIZE_AUTO_BUDGET ((size_t)1 << 30)
 
 typedef enum stylize_backend {
     STYLIZE_BACKEND_AUTO = 0, /* fastest available */
@@ -75,8 +85,12 @@ typedef enum stylize_pixfmt {
 /* Options. Always start from stylize_options_default(); fields may be added
  * at the end in later versions. */
 typedef struct stylize_options {
-    stylize_mode mode;     /* default STYLIZE_MODE_TIN */
-    int thumb;             /* TIN thumbnail: longer side in pixels, >= 16, default 512; never upscaled */
+    stylize_mode mode;     /* default STYLIZE_MODE_AUTO */
+    int thumb;             /* TIN thumbnail: longer side in pixels, 16..16384, never upscaled; 0 = auto
+                              (default): the largest thumbnail with no more pixels than one tile's crop
+                              (at least 512; about 1184x666 for a 16:9 frame with tile 768), so the
+                              thumbnail pass needs no more memory than a tile. 512 was the default
+                              before; a larger thumbnail estimates the frame's statistics better */
     int tile;              /* tile side in pixels (rounded up to a multiple of the model's total
                               stride: 4 classic, see stylize_model_info), default 768;
                               0 = one tile covering the whole frame */
@@ -96,6 +110,17 @@ typedef struct stylize_options {
                               A frame that needs more fails with STYLIZE_ERR_TOO_LARGE before
                               anything is allocated; in tin mode the need depends on tile and
                               thumb only (stylize_memory_needed tells it). */
+    int still;             /* 1: the frames are independent still images (photos), so mode=auto may spend
+                              exact mode's time on frames too large for full; 0: video (default), where
+                              auto uses tin for them */
+    int exact_layers;      /* tin: the first exact_layers instance-norm layers use the frame's exact
+                              statistics (computed in tiles as exact mode does, one pass per layer
+                              over the first layers only), the others the thumbnail's. Default 1
+                              (about 5-8 % of a frame's time); 0 = the thumbnail's statistics only
+                              (the estimator before; it is also what frames no larger than the
+                              thumbnail get); values >= the number of norm layers give exact mode's
+                              statistics with tin's memory but several times its time. The cuda
+                              backend has no exact passes: there it is ignored (thumbnail only) */
 } stylize_options;
 
 /* Model facts, read from the model file. Fields may be added at the end in
@@ -138,7 +163,7 @@ const char *stylize_strerror(int status);
 /* Fill *opts with the defaults documented above. */
 void stylize_options_default(stylize_options *opts);
 
-/* Parse "tin", "full", "patch" / "auto", "ref", "dnnl", "cuda" /
+/* Parse "tin", "full", "patch", "exact", "auto" / "auto", "ref", "dnnl", "cuda" /
  * "auto", "fp32", "bf16", "fp16" into the enums.
  * Return 0, or STYLIZE_ERR_INVALID_ARG for an unknown name. */
 int stylize_mode_from_name(const char *name, stylize_mode *mode);
@@ -183,13 +208,22 @@ const char *stylize_errmsg(const stylize_ctx *ctx);
 /* Stylize one frame. in and out must have the same width and height and a
  * supported format each (they may differ); out's buffers must not overlap
  * in's. Every output pixel is written exactly once. In tin mode working
- * memory depends on tile and thumb, not on the frame size, and nothing is
- * allocated once a frame of this size has been processed. */
+ * memory depends on tile and thumb, not on the frame size (in exact mode,
+ * on tile and the budget), and nothing is allocated once a frame of this
+ * size has been processed. */
 int stylize_process(stylize_ctx *ctx, const stylize_frame *in, stylize_frame *out);
 
 /* Bytes of working memory (beyond the caller's frames) that processing a
- * width x height frame needs with the current model and options. */
+ * width x height frame needs with the current model and options (with
+ * mode=auto: in the mode it picks). In exact mode this includes the
+ * activation cache, which is used only where it fits max_memory (or
+ * STYLIZE_AUTO_BUDGET when that is 0); without it exact needs about what
+ * tin needs. */
 size_t stylize_memory_needed(const stylize_ctx *ctx, int width, int height);
+
+/* The mode a width x height frame is processed in with the current options:
+ * mode itself, or what auto chooses (see STYLIZE_MODE_AUTO). */
+stylize_mode stylize_resolve_mode(const stylize_ctx *ctx, int width, int height);
 
 /* Read the options in force. */
 void stylize_get_options(const stylize_ctx *ctx, stylize_options *opts);
@@ -215,19 +249,24 @@ void stylize_get_model_info(const stylize_ctx *ctx, stylize_model_info *info);
 size_t stylize_stats_size(const stylize_ctx *ctx);
 
 /* Copy the statistics used for the last processed frame in tin mode (after
- * smoothing) to dst[0..n). n must equal stylize_stats_size(). Fails if no
- * frame has been processed in tin mode since the model was loaded. */
+ * smoothing) or exact mode (the frame's exact statistics) to dst[0..n). n
+ * must equal stylize_stats_size(). Fails if no frame has been processed in
+ * tin or exact mode since the model was loaded. */
 int stylize_get_stats(const stylize_ctx *ctx, float *dst, size_t n);
 
-/* Use src[0..n) as the statistics of the next processed frame in tin mode,
+/* Use src[0..n) as the statistics of the next processed frame in tin mode
+ * (mode=auto processes that frame as tin),
  * instead of computing them from a thumbnail (one shot; smoothing is
  * bypassed for that frame and its state is set to these statistics).
  * Variances must be >= 0 and all values finite. */
 int stylize_set_stats(stylize_ctx *ctx, const float *src, size_t n);
 
-/* Compute the thumbnail statistics of a frame without stylizing it (pass 1
- * of two-pass processing); dst as for stylize_get_stats. Smoothing state is
- * not touched. */
+/* Compute the statistics of a frame without stylizing it (pass 1 of
+ * two-pass processing); dst as for stylize_get_stats. With mode=auto they
+ * are those of the mode auto picks for the frame (full or exact: the
+ * frame's own statistics, so that pass 2, which imposes them and runs as
+ * tin tiles, gives full's picture; tin: the thumbnail's); with any other
+ * mode the thumbnail's. Smoothing state is not touched. */
 int stylize_compute_stats(stylize_ctx *ctx, const stylize_frame *in, float *dst, size_t n);
 
 /* Forget the smoothing history: the next frame uses its own statistics. */

@@ -21,6 +21,29 @@ typedef struct sty_run {
     float *out;        /* out_h x out_w x 3 floats: the top-left block of the network output */
     int out_h, out_w;  /* at most the network's output size (4*ceil(ceil(n/2)/2) classic,
                           total_stride*ceil(n/total_stride) compact) */
+    /* Exact mode's statistics passes (moments != 0): norm must be
+     * STY_NORM_FIXED with stats valid for the norms before stop_norm (later
+     * entries are not read). The network runs up to the convolution of the
+     * layer whose norm is stop_norm and stops before normalizing it; for
+     * each of that norm's c channels, moments[ch] receives the mean and
+     * moments[c + ch] the sum of squared deviations from that mean (double)
+     * of the pre-norm output over rows [ry0, ry1) and columns [rx0, rx1) of
+     * that layer's output (crop coordinates at the layer's resolution).
+     * out is not written. */
+    double *moments;
+    int stop_norm;
+    int ry0, ry1, rx0, rx1;
+    /* Exact mode's activation cache. start_layer > 0: run from layer
+     * start_layer, whose input (the output of layer start_layer - 1 for
+     * this h x w crop: that layer's size for the crop x its channels, NHWC
+     * fp32) is act; in is not read. No residual block may be open across
+     * start_layer. save != NULL: layer save_layer's output (after its norm,
+     * ReLU and skip), the crop's whole extent at that layer, is copied to
+     * save (NHWC fp32). */
+    int start_layer;
+    const float *act;
+    int save_layer;
+    float *save;
 } sty_run;
 
 typedef struct sty_backend_config {
@@ -46,6 +69,8 @@ typedef struct sty_backend_ops {
     int (*run)(void *state, const sty_run *r);
     /* Bytes of working memory needed for an h x w crop (for memory limits). */
     size_t (*workspace_bytes)(const sty_model *m, int h, int w);
+    /* 1: run() implements sty_run.moments, start_layer and save (mode=exact). */
+    int exact;
     /* The precision in use (never AUTO). */
     stylize_precision (*active_precision)(const void *state);
 } sty_backend_ops;

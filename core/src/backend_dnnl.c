@@ -848,15 +848,22 @@ static int run_plan(dnnl_state *st, plan *p, const sty_run *r)
     for (int i = 0; i < 1 + 2 * m->n_layers; i++)
         p->tens[i].p = p->slot[i] >= 0 ? st->slot[p->slot[i]] : NULL;
     double t0 = st->profile ? now_s() : 0, t1;
-    sty_k_input(&k, r->in, r->h, r->w, m->space_to_depth, &p->tens[0], st->xl[0].bsrc);
+    int cur = 0, skip = -1, skip_b = 0, ret;
+    if (r->start_layer > 0) { /* exact mode: from a cached activation (classic networks only) */
+        cur = 1 + 2 * (r->start_layer - 1);
+        const xlayer *P = &st->xl[r->start_layer - 1];
+        sty_k_load(&k, r->act, &p->tens[cur], P->bout);
+        sty_k_border(&k, &p->tens[cur], P->bout, P->bout_mode);
+    } else {
+        sty_k_input(&k, r->in, r->h, r->w, m->space_to_depth, &p->tens[0], st->xl[0].bsrc);
+    }
     if (st->profile) {
         t1 = now_s();
         st->prof_input += t1 - t0;
         t0 = t1;
         st->prof_runs++;
     }
-    int cur = 0, skip = -1, skip_b = 0, ret;
-    for (int li = 0; li < m->n_layers; li++) {
+    for (int li = r->start_layer; li < m->n_layers; li++) {
         const sty_layer *L = &m->layers[li];
         const xlayer *X = &st->xl[li];
         const sty_tens *out = &p->tens[1 + 2 * li], *tmp = &p->tens[2 + 2 * li];
@@ -898,6 +905,15 @@ static int run_plan(dnnl_state *st, plan *p, const sty_run *r)
             st->prof_pass[3 * li] += t1 - t0;
             t0 = t1;
         }
+        if (L->norm >= 0 && r->moments && L->norm == r->stop_norm) { /* exact mode's statistics pass */
+            const int hi = out->H - 2 * X->bout, wi = out->W - 2 * X->bout;
+            if (r->ry0 < 0 || r->rx0 < 0 || r->ry1 > hi || r->rx1 > wi || r->ry0 >= r->ry1 || r->rx0 >= r->rx1)
+                return STYLIZE_ERR_INVALID_ARG;
+            if (A->dnnl_stream_wait(st->strm))
+                return STYLIZE_ERR_BACKEND;
+            sty_k_region_moments(&k, out, X->bout, r->ry0, r->ry1, r->rx0, r->rx1, st->partial, r->moments);
+            return STYLIZE_OK;
+        }
         if (p->steps[li].pass &&
             layer_pass(st, &k, r, li, out, X->bout, L->add_skip ? &p->tens[skip] : NULL, skip_b))
             return STYLIZE_OK; /* stats_only: done */
@@ -907,6 +923,11 @@ static int run_plan(dnnl_state *st, plan *p, const sty_run *r)
             t0 = t1;
         }
         sty_k_border(&k, out, X->bout, X->bout_mode);
+        if (r->save && li == r->save_layer) {
+            if (A->dnnl_stream_wait(st->strm))
+                return STYLIZE_ERR_BACKEND;
+            sty_k_store(&k, out, X->bout, r->save);
+        }
         if (st->profile) {
             t1 = now_s();
             st->prof_pass[3 * li + 2] += t1 - t0;
@@ -922,7 +943,12 @@ static int run_plan(dnnl_state *st, plan *p, const sty_run *r)
 static int dnnl_run(void *opaque, const sty_run *r)
 {
     dnnl_state *st = opaque;
-    const int fixed = r->norm == STY_NORM_FIXED;
+    /* Exact mode's statistics passes run unfused (the plan of SELF mode,
+     * reading the given statistics in layer_pass), so that the stopping
+     * layer's pre-norm output exists and every layer rounds as in full mode. */
+    const int fixed = r->norm == STY_NORM_FIXED && !r->moments;
+    if (r->moments && (r->norm != STY_NORM_FIXED || !r->stats))
+        return STYLIZE_ERR_INVALID_ARG;
     if (r->stats_only && (fixed || st->last_norm_layer < 0))
         return STYLIZE_OK;
     if (fixed && !r->stats)
@@ -1186,4 +1212,5 @@ const sty_backend_ops sty_backend_dnnl = {
     .destroy = dnnl_destroy,
     .run = dnnl_run,
     .workspace_bytes = dnnl_workspace_bytes,
+    .exact = 1,
 };

@@ -97,6 +97,17 @@ void sty_k_border(const sty_kern_ctx *k, const sty_tens *t, int b, int mode);
  * on the number of threads. partial: >= sty_k_stats_partial(t) doubles. */
 size_t sty_k_stats_partial(const sty_tens *t);
 void sty_k_stats(const sty_kern_ctx *k, const sty_tens *t, int b, double *partial, float *mean, float *var);
+/* Exact mode: per channel, the mean (moments[c]) and the sum of squared
+ * deviations from it (moments[C + c]) of the interior rows [ry0, ry1) and
+ * columns [rx0, rx1) (interior coordinates), in double. partial as for
+ * sty_k_stats. */
+void sty_k_region_moments(const sty_kern_ctx *k, const sty_tens *t, int b, int ry0, int ry1, int rx0, int rx1,
+                          double *partial, double *moments);
+/* Exact mode's activation cache: the interior of t from / to act (NHWC
+ * fp32, C channels, the interior's size); load zeroes padded channels and
+ * leaves the border to sty_k_border. */
+void sty_k_load(const sty_kern_ctx *k, const float *act, const sty_tens *t, int b);
+void sty_k_store(const sty_kern_ctx *k, const sty_tens *t, int b, float *act);
 /* Interior of t: v = v * scale[c] + shift[c]; + skip's interior (border
  * bskip, same interior size and layout) when skip != NULL; then ReLU. */
 void sty_k_apply(const sty_kern_ctx *k, const sty_tens *t, int b, const float *scale, const float *shift, int relu,

@@ -171,7 +171,7 @@ void sty_k_border(const sty_kern_ctx *k, const sty_tens *t, int b, int mode)
 
 typedef struct stats_job {
     const sty_tens *t;
-    int b, hi, wi, nchunk;
+    int oy, ox, hi, wi, nchunk; /* the region: storage rows oy.., columns ox.. */
     double *partial;   /* [blk][chunk][2][cb]: sum of (x - pilot), sum of (x - pilot)^2 */
     const double *pilot; /* per channel: the first interior value */
 } stats_job;
@@ -186,7 +186,7 @@ INLINE void stats_task_impl(const stats_job *j, int task, const int cb, int bf)
     for (int c = 0; c < cb; c++)
         s1[c] = s2[c] = 0;
     for (int y = y0; y < y1; y++) {
-        const size_t o = (((size_t)blk * t->H + (size_t)(y + j->b)) * t->W + (size_t)j->b) * cb;
+        const size_t o = (((size_t)blk * t->H + (size_t)(y + j->oy)) * t->W + (size_t)j->ox) * cb;
         for (int x = 0; x < j->wi; x++) {
             const size_t q = o + (size_t)x * cb;
             for (int c = 0; c < cb; c++) {
@@ -224,7 +224,7 @@ void sty_k_stats(const sty_kern_ctx *k, const sty_tens *t, int b, double *partia
 {
     const int hi = t->H - 2 * b, wi = t->W - 2 * b, nblk = t->Cp / t->cb;
     double pilot[STY_MAX_WIDTH + 16];
-    stats_job j = {t, b, hi, wi, (hi + STATS_ROWS - 1) / STATS_ROWS, partial, pilot};
+    stats_job j = {t, b, b, hi, wi, (hi + STATS_ROWS - 1) / STATS_ROWS, partial, pilot};
     const double count = (double)hi * wi;
     for (int c = 0; c < t->Cp; c++) {
         size_t o = pix_offset(t, c, b, b);
@@ -243,6 +243,74 @@ void sty_k_stats(const sty_kern_ctx *k, const sty_tens *t, int b, double *partia
         mean[c] = (float)(pilot[c] + m1);
         var[c] = (float)(v > 0 ? v : 0);
     }
+}
+
+/* The region's moments about its own mean from the pilot-shifted sums:
+ * mean = pilot + s1/n, M2 = s2 - s1^2/n (clamped at 0). */
+void sty_k_region_moments(const sty_kern_ctx *k, const sty_tens *t, int b, int ry0, int ry1, int rx0, int rx1,
+                          double *partial, double *moments)
+{
+    const int hi = ry1 - ry0, wi = rx1 - rx0, nblk = t->Cp / t->cb;
+    double pilot[STY_MAX_WIDTH + 16];
+    stats_job j = {t, b + ry0, b + rx0, hi, wi, (hi + STATS_ROWS - 1) / STATS_ROWS, partial, pilot};
+    const double count = (double)hi * wi;
+    for (int c = 0; c < t->Cp; c++) {
+        size_t o = pix_offset(t, c, b + ry0, b + rx0);
+        pilot[c] = t->bf16 ? sty_bf2f(((const uint16_t *)t->p)[o]) : ((const float *)t->p)[o];
+    }
+    sty_dnnl_parallel(k->api, k->threads, nblk * j.nchunk, stats_task, &j);
+    for (int c = 0; c < t->C; c++) {
+        const int blk = c / t->cb, cc = c % t->cb;
+        double s1 = 0, s2 = 0;
+        for (int ch = 0; ch < j.nchunk; ch++) {
+            const double *q = partial + ((size_t)blk * j.nchunk + ch) * 2 * t->cb;
+            s1 += q[cc];
+            s2 += q[t->cb + cc];
+        }
+        const double m2 = s2 - s1 * s1 / count;
+        moments[c] = pilot[c] + s1 / count;
+        moments[t->C + c] = m2 > 0 ? m2 : 0;
+    }
+}
+
+/* ------------------------------------------ exact mode's activation cache */
+
+typedef struct copy_job {
+    const sty_tens *t;
+    int b, hi, wi;
+    float *act; /* hi x wi x C, NHWC fp32 */
+    int store;  /* 1: tensor -> act; 0: act -> tensor (padded channels set to 0) */
+} copy_job;
+
+static void copy_task(void *arg, int task)
+{
+    const copy_job *j = arg;
+    const sty_tens *t = j->t;
+    const int blk = task / j->hi, y = task % j->hi, c0 = blk * t->cb;
+    const int c1 = c0 + t->cb < t->C ? c0 + t->cb : t->C;
+    for (int x = 0; x < j->wi; x++) {
+        const size_t o = pix_offset(t, c0, y + j->b, x + j->b);
+        float *a = j->act + ((size_t)y * j->wi + (size_t)x) * t->C;
+        if (j->store) {
+            for (int c = c0; c < c1; c++)
+                a[c] = ld(t->p, o + (size_t)(c - c0), t->bf16);
+        } else {
+            for (int c = c0; c < c0 + t->cb; c++)
+                st(t->p, o + (size_t)(c - c0), c < c1 ? a[c] : 0.0f, t->bf16);
+        }
+    }
+}
+
+void sty_k_load(const sty_kern_ctx *k, const float *act, const sty_tens *t, int b)
+{
+    copy_job j = {t, b, t->H - 2 * b, t->W - 2 * b, (float *)act, 0};
+    sty_dnnl_parallel(k->api, k->threads, (t->Cp / t->cb) * j.hi, copy_task, &j);
+}
+
+void sty_k_store(const sty_kern_ctx *k, const sty_tens *t, int b, float *act)
+{
+    copy_job j = {t, b, t->H - 2 * b, t->W - 2 * b, act, 1};
+    sty_dnnl_parallel(k->api, k->threads, (t->Cp / t->cb) * j.hi, copy_task, &j);
 }
 
 /* ---------------------------------------------------------------- apply */

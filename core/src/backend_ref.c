@@ -318,6 +318,54 @@ static void apply_task_fn(void *arg, int row, int thread)
     }
 }
 
+/* Exact mode: per-channel mean and sum of squared deviations of the
+ * region [ry0, ry1) x [rx0, rx1) of x, in double, two passes, partial sums
+ * per fixed row chunk reduced in order (thread-count independent). */
+typedef struct region_task {
+    ref_state *st;
+    const float *x;
+    int row_px, c, ry0, ry1, rx0, rx1;
+    const double *mean; /* pass 2 */
+} region_task;
+
+static void region_task_fn(void *arg, int task, int thread)
+{
+    region_task *t = arg;
+    const int r0 = t->ry0 + task * ROWS_PER_STATS_TASK;
+    const int r1 = r0 + ROWS_PER_STATS_TASK < t->ry1 ? r0 + ROWS_PER_STATS_TASK : t->ry1;
+    double *acc = t->st->partial + (size_t)task * t->c;
+    for (int ch = 0; ch < t->c; ch++)
+        acc[ch] = 0;
+    for (int y = r0; y < r1; y++) {
+        const float *p = t->x + ((size_t)y * t->row_px + (size_t)t->rx0) * t->c;
+        for (int x = t->rx0; x < t->rx1; x++, p += t->c)
+            for (int ch = 0; ch < t->c; ch++) {
+                if (!t->mean) {
+                    acc[ch] += p[ch];
+                } else {
+                    double d = p[ch] - t->mean[ch];
+                    acc[ch] += d * d;
+                }
+            }
+    }
+}
+
+static void region_moments(ref_state *st, region_task *t, double *moments)
+{
+    const int tasks = (t->ry1 - t->ry0 + ROWS_PER_STATS_TASK - 1) / ROWS_PER_STATS_TASK;
+    const double count = (double)(t->ry1 - t->ry0) * (t->rx1 - t->rx0);
+    for (int pass = 0; pass < 2; pass++) {
+        t->mean = pass ? moments : NULL;
+        sty_pool_run(st->pool, tasks, region_task_fn, t);
+        for (int ch = 0; ch < t->c; ch++) {
+            double s = 0;
+            for (int k = 0; k < tasks; k++)
+                s += st->partial[(size_t)k * t->c + ch];
+            moments[pass * t->c + ch] = pass ? s : s / count;
+        }
+    }
+}
+
 /* Per-channel mean and biased variance, in double, two passes. Partial sums
  * are per fixed row chunk and reduced in order, so the result does not
  * depend on the number of threads. */
@@ -392,14 +440,18 @@ static int ref_run(void *opaque, const sty_run *r)
     if (ensure_workspace(st, r->h, r->w))
         return STYLIZE_ERR_NOMEM;
 
-    const float *cur = r->in;
+    const float *cur = r->start_layer > 0 ? r->act : r->in;
     const float *skip = NULL;
     int h = sty_model_in_size(m, r->h), w = sty_model_in_size(m, r->w);
-    if (compact) {
+    if (compact && r->start_layer == 0) {
         space_to_depth(r, m->space_to_depth, h, w, st->in_buf);
         cur = st->in_buf;
     }
-    for (int li = 0; li < m->n_layers; li++) {
+    for (int li = 0; li < r->start_layer; li++) { /* exact mode's cache: classic networks only */
+        h = sty_conv_out_size(&m->convs[m->layers[li].conv], h);
+        w = sty_conv_out_size(&m->convs[m->layers[li].conv], w);
+    }
+    for (int li = r->start_layer; li < m->n_layers; li++) {
         const sty_layer *L = &m->layers[li];
         const sty_conv *c = &m->convs[L->conv];
         const int oh = sty_conv_out_size(c, h), ow = sty_conv_out_size(c, w);
@@ -439,6 +491,14 @@ static int ref_run(void *opaque, const sty_run *r)
         }
         sty_pool_run(st->pool, rows, conv_task_fn, &ct);
 
+        if (L->norm >= 0 && r->moments && L->norm == r->stop_norm) {
+            if (r->ry0 < 0 || r->rx0 < 0 || r->ry1 > oh || r->rx1 > ow || r->ry0 >= r->ry1 || r->rx0 >= r->rx1)
+                return STYLIZE_ERR_INVALID_ARG;
+            region_task rt = {.st = st, .x = j->out, .row_px = ow, .c = c->cout,
+                              .ry0 = r->ry0, .ry1 = r->ry1, .rx0 = r->rx0, .rx1 = r->rx1};
+            region_moments(st, &rt, r->moments);
+            return STYLIZE_OK;
+        }
         /* norm, then the residual add, then ReLU, in one pass */
         if (L->norm >= 0 || L->add_skip || L->relu) {
             norm_task nt = {.st = st, .x = j->out, .skip = L->add_skip ? skip : NULL,
@@ -474,6 +534,8 @@ static int ref_run(void *opaque, const sty_run *r)
             if (L->add_skip)
                 skip = NULL;
         }
+        if (r->save && li == r->save_layer)
+            memcpy(r->save, j->out, sizeof(float) * (size_t)oh * ow * c->cout);
         cur = j->out;
         h = oh;
         w = ow;
@@ -492,4 +554,5 @@ const sty_backend_ops sty_backend_ref = {
     .destroy = ref_destroy,
     .run = ref_run,
     .workspace_bytes = ref_workspace_bytes,
+    .exact = 1,
 };

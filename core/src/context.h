@@ -30,6 +30,11 @@ struct stylize_ctx {
     size_t thumb_cap;
     double *thumb_row;
     size_t thumb_row_cap;
+    float *act[2];          /* exact mode's activation cache (two boundaries: read one, write the next) */
+    size_t act_cap[2];
+    float *crop_act_in, *crop_act_out; /* a crop's activation at a boundary: read from / written to the cache */
+    size_t crop_act_in_cap, crop_act_out_cap;
+    stylize_mode last_mode; /* the mode the last processed frame used (auto resolved) */
     char err[512];
 };
 
@@ -39,6 +44,10 @@ int sty_set_error(stylize_ctx *ctx, int status, const char *fmt, ...)
 /* The frame pipeline (process.c). */
 int sty_process_frame(stylize_ctx *ctx, const stylize_frame *in, stylize_frame *out);
 int sty_thumbnail_stats(stylize_ctx *ctx, const stylize_frame *in, float *stats);
+/* stylize_compute_stats: the thumbnail's statistics, or with mode=auto those
+ * of the mode auto picks (full or exact: the frame's own). */
+int sty_frame_stats(stylize_ctx *ctx, const stylize_frame *in, float *stats);
 size_t sty_memory_needed(const stylize_ctx *ctx, int width, int height);
+stylize_mode sty_resolve_mode(const stylize_ctx *ctx, int width, int height);
 
 #endif

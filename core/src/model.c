@@ -514,6 +514,50 @@ static int receptive_radius(const sty_model *m)
     return radius;
 }
 
+/* The same for the output of layer n_layers - 1 (exact mode's passes stop
+ * there). Classic networks only: exact mode refuses compact ones. */
+int sty_receptive_radius_upto(const sty_model *m, int n_layers)
+{
+    int num, den;
+    sty_layer_scale(m, n_layers - 1, &num, &den);
+    int radius = 0;
+    for (int phase = 0; phase < 8 * den; phase++) {
+        long lo = 1024 * den + phase, hi = lo;
+        const long pos = lo * den / num; /* the output's position in input pixels */
+        for (int i = n_layers - 1; i >= 0; i--) {
+            const sty_conv *c = &m->convs[m->layers[i].conv];
+            int p = c->k / 2;
+            lo = lo * c->stride - p;
+            hi = hi * c->stride - p + c->k - 1;
+            if (c->upsample) {
+                lo = floor_div(lo, 2);
+                hi = floor_div(hi, 2);
+            }
+        }
+        if (pos - lo > radius)
+            radius = (int)(pos - lo);
+        if (hi - pos > radius)
+            radius = (int)(hi - pos);
+    }
+    return radius;
+}
+
+void sty_layer_scale(const sty_model *m, int layer, int *num, int *den)
+{
+    int n = 1, d = 1;
+    for (int i = 0; i <= layer && i < m->n_layers; i++) {
+        const sty_conv *c = &m->convs[m->layers[i].conv];
+        n *= c->upsample ? 2 : 1;
+        d *= c->stride;
+        while (n % 2 == 0 && d % 2 == 0) {
+            n /= 2;
+            d /= 2;
+        }
+    }
+    *num = n;
+    *den = d;
+}
+
 /* Multiply-adds per input pixel (layer resolutions relative to the input). */
 static double macs_per_pixel(const sty_model *m)
 {

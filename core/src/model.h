@@ -84,6 +84,13 @@ static inline int sty_reflect(long i, long n)
     return (int)(i >= n ? period - i : i);
 }
 
+/* Resolution of layers[layer]'s output relative to the input: num/den
+ * (lowest terms; 1/4 for the classic model's residual trunk). */
+void sty_layer_scale(const sty_model *m, int layer, int *num, int *den);
+/* Receptive-field radius, in input pixels, of the output of the first
+ * n_layers layers (n_layers = m->n_layers gives m->receptive_radius). */
+int sty_receptive_radius_upto(const sty_model *m, int n_layers);
+
 /* Output size of a conv layer for an input of n pixels along one axis. */
 int sty_conv_out_size(const sty_conv *c, int n);
 

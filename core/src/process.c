@@ -1,14 +1,43 @@
-/* The frame pipeline: statistics (thumbnail, smoothing, or external), then
- * the frame in tiles. Tiles start on multiples of the network's total
- * stride (4 for the classic network, from the model for compact ones) and carry `overlap` pixels of context on every side that
- * lies inside the frame, so with fixed statistics each output pixel sees
- * exactly the inputs it would see in one pass over the whole frame: tiled
- * equals untiled, and every output pixel is written exactly once. */
+/* The frame pipeline: statistics (thumbnail, smoothing, external, or
+ * exact), then the frame in tiles. Tiles start on multiples of the
+ * network's total stride (tile_align) and carry `overlap` pixels of context
+ * on every side that lies inside the frame, so with fixed statistics each
+ * output pixel sees exactly the inputs it would see in one pass over the
+ * whole frame: tiled equals untiled, and every output pixel is written
+ * exactly once.
+ *
+ * Exact mode computes the statistics of full mode in tiles: one pass over
+ * the tiles per instance-norm layer k, each tile running the network with
+ * the exact statistics already found for the layers before k and returning
+ * the moments of layer k's pre-norm output over the tile's own region at
+ * layer k's resolution (the regions partition that layer's whole output,
+ * so every position counts once); the moments are merged in double (Chan's
+ * pairwise update). A last pass writes the frame with these statistics. */
+#include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "context.h"
 #include "pixels.h"
+
+/* Tile origins are multiples of this: the network's total stride (4 for
+ * the classic network, from the model for compact ones), so that every
+ * layer of a crop samples the same grid as the whole frame. */
+static int tile_align(const stylize_ctx *ctx)
+{
+    return ctx->engine->model->total_stride;
+}
+
+/* Exact statistics (mode=exact, and tin's exact_layers) need a backend that
+ * runs partial networks, and a classic network: the passes' geometry
+ * (layer resolutions, the activation cache) does not know the compact
+ * family's space-to-depth and pixel-shuffle rearrangements yet. */
+static int exact_supported(const stylize_ctx *ctx)
+{
+    return ctx->engine->ops->exact && ctx->engine->model->arch == STY_ARCH_CLASSIC;
+}
 
 static int round_up(int v, int a)
 {
@@ -37,37 +66,18 @@ static int tile_step(int n, int tile, int align)
     return round_up((n + count - 1) / count, align);
 }
 
-static void thumb_size(const stylize_ctx *ctx, const stylize_frame *f, int *tw, int *th)
-{
-    const int thumb = ctx->opts.thumb;
-    if (f->width <= thumb && f->height <= thumb) {
-        *tw = f->width;
-        *th = f->height;
-    } else if (f->width >= f->height) {
-        *tw = thumb;
-        *th = (int)((double)f->height * thumb / f->width + 0.5);
-    } else {
-        *th = thumb;
-        *tw = (int)((double)f->width * thumb / f->height + 0.5);
-    }
-    if (*tw < 1)
-        *tw = 1;
-    if (*th < 1)
-        *th = 1;
-}
-
 /* The tiling of a frame: every tile and crop follows from these. */
 typedef struct tiling {
     int overlap, step_x, step_y;
     int max_cw, max_ch; /* largest crop */
 } tiling;
 
-static tiling plan_tiles(const stylize_ctx *ctx, int W, int H, int tile)
+/* overlap < 0: the model's receptive radius. */
+static tiling plan_tiles(const stylize_ctx *ctx, int W, int H, int tile, int overlap)
 {
     tiling t;
-    const sty_model *m = ctx->engine->model;
-    const int align = m->total_stride;
-    t.overlap = round_up(ctx->opts.overlap < 0 ? m->receptive_radius : ctx->opts.overlap, align);
+    const int align = tile_align(ctx);
+    t.overlap = round_up(overlap < 0 ? ctx->engine->model->receptive_radius : overlap, align);
     tile = tile > 0 ? round_up(tile, align) : 0;
     t.step_x = tile_step(W, tile, align);
     t.step_y = tile_step(H, tile, align);
@@ -76,15 +86,122 @@ static tiling plan_tiles(const stylize_ctx *ctx, int W, int H, int tile)
     return t;
 }
 
-size_t sty_memory_needed(const stylize_ctx *ctx, int W, int H)
+/* Size of layer `layer`'s output for an input of n pixels along one axis. */
+static int layer_size(const sty_model *m, int layer, int n)
+{
+    for (int i = 0; i <= layer; i++)
+        n = sty_conv_out_size(&m->convs[m->layers[i].conv], n);
+    return n;
+}
+
+/* The part of a crop's layer output that belongs to its tile: the tile's
+ * [t0, t1) of the axis, in a crop starting at c0 (c0 and t0 aligned), at
+ * the layer's resolution num/den; the last tile of the axis (t1 == n) takes
+ * the rest of the layer's output, which the network extends past the frame
+ * when n is not a multiple of the total stride (full mode counts it too). */
+static void layer_region(const sty_model *m, int layer, int num, int den, int c0, int c1, int t0, int t1, int n,
+                         int *r0, int *r1)
+{
+    *r0 = (t0 - c0) / den * num;
+    *r1 = t1 == n ? layer_size(m, layer, c1 - c0) : (t1 - c0) / den * num;
+}
+
+/* The thumbnail of a W x H frame: `thumb` pixels on the longer side, or
+ * with thumb 0 (auto) the largest thumbnail whose area is at most that of
+ * the largest tin crop (so its pass needs no more memory than a tile), and
+ * at least 512 on the longer side. Never larger than the frame: a frame no
+ * larger than a crop is its own thumbnail (tin then equals full). */
+static void thumb_size(const stylize_ctx *ctx, const stylize_frame *f, int *tw, int *th)
+{
+    int thumb = ctx->opts.thumb;
+    const int W = f->width, H = f->height, L = W >= H ? W : H, S = W >= H ? H : W;
+    if (thumb <= 0) {
+        const tiling t = plan_tiles(ctx, W, H, ctx->opts.tile, ctx->opts.overlap);
+        const double area = (double)t.max_cw * t.max_ch;
+        thumb = (int)sqrt(area * L / S);
+        thumb = thumb < 512 ? 512 : thumb > 16384 ? 16384 : thumb;
+    }
+    if (W <= thumb && H <= thumb) {
+        *tw = W;
+        *th = H;
+    } else if (W >= H) {
+        *tw = thumb;
+        *th = (int)((double)H * thumb / W + 0.5);
+    } else {
+        *th = thumb;
+        *tw = (int)((double)W * thumb / H + 0.5);
+    }
+    if (*tw < 1)
+        *tw = 1;
+    if (*th < 1)
+        *th = 1;
+}
+
+/* Exact mode's activation cache. A boundary b (0 < b < n_layers, no
+ * residual block open across it) can hold the whole frame's output of layer
+ * b - 1 once the statistics of every norm before b are known; a pass that
+ * starts there skips layers 0 .. b-1. Two buffers: the pass for norm layer
+ * k starts from the last filled boundary and fills the latest eligible one
+ * that is <= k, so each pass computes only a few layers. Boundaries whose
+ * activation does not fit half the budget are not used (when none fits,
+ * every pass starts from the frame: the memory stays that of the tiles). */
+typedef struct exact_plan {
+    unsigned char *eligible; /* per layer index b */
+    size_t buf_floats;       /* per buffer: the largest eligible boundary */
+} exact_plan;
+
+static size_t boundary_floats(const sty_model *m, int b, int W, int H)
+{
+    return (size_t)layer_size(m, b - 1, W) * (size_t)layer_size(m, b - 1, H) * (size_t)m->convs[m->layers[b - 1].conv].cout;
+}
+
+static size_t exact_budget(const stylize_ctx *ctx)
+{
+    return ctx->opts.max_memory ? ctx->opts.max_memory : STYLIZE_AUTO_BUDGET;
+}
+
+/* base: the tiles' working memory. eligible may be NULL (size only).
+ * Returns the floats of one frame buffer; *crop_floats: of one crop buffer. */
+static size_t plan_exact_cache(const stylize_ctx *ctx, int W, int H, size_t base, unsigned char *eligible,
+                               size_t *crop_floats)
+{
+    const sty_model *m = ctx->engine->model;
+    const size_t budget = exact_budget(ctx);
+    const size_t per_buf = budget > base ? (budget - base) / 2 : 0;
+    const tiling t = plan_tiles(ctx, W, H, ctx->opts.tile, -1);
+    size_t largest = 0, crop = 0;
+    int open = 0;
+    for (int b = 1; b < m->n_layers; b++) {
+        const sty_layer *prev = &m->layers[b - 1];
+        open = (open || prev->save_skip) && !prev->add_skip;
+        const size_t fl = boundary_floats(m, b, W, H), cf = boundary_floats(m, b, t.max_cw, t.max_ch);
+        const int ok = !open && (fl + cf) * sizeof(float) <= per_buf;
+        if (eligible)
+            eligible[b] = (unsigned char)ok;
+        if (ok && fl > largest)
+            largest = fl;
+        if (ok && cf > crop)
+            crop = cf;
+    }
+    *crop_floats = crop;
+    return largest;
+}
+
+/* Exact mode ignores `overlap`: its passes need the receptive radius. */
+static int mode_overlap(const stylize_ctx *ctx, stylize_mode mode)
+{
+    return mode == STYLIZE_MODE_EXACT ? -1 : ctx->opts.overlap;
+}
+
+static size_t tiles_memory(const stylize_ctx *ctx, int W, int H, stylize_mode mode)
 {
     const sty_engine *e = ctx->engine;
     const stylize_options *o = &ctx->opts;
-    int tile = o->mode == STYLIZE_MODE_FULL ? 0 : o->tile;
-    tiling t = plan_tiles(ctx, W, H, tile);
+    int tile = mode == STYLIZE_MODE_FULL ? 0 : o->tile;
+    tiling t = plan_tiles(ctx, W, H, tile, mode_overlap(ctx, mode));
     size_t need = e->ops->workspace_bytes(e->model, t.max_ch, t.max_cw);
     need += 2 * sizeof(float) * 3 * (size_t)t.max_cw * (size_t)t.max_ch; /* crop in and out */
-    if (o->mode == STYLIZE_MODE_TIN) {
+    if (mode == STYLIZE_MODE_TIN) {
         stylize_frame f = {.width = W, .height = H};
         int tw, th;
         thumb_size(ctx, &f, &tw, &th);
@@ -96,11 +213,38 @@ size_t sty_memory_needed(const stylize_ctx *ctx, int W, int H)
     return need;
 }
 
-int sty_thumbnail_stats(stylize_ctx *ctx, const stylize_frame *in, float *stats)
+static size_t mode_memory(const stylize_ctx *ctx, int W, int H, stylize_mode mode)
+{
+    size_t need = tiles_memory(ctx, W, H, mode), crop;
+    if (mode == STYLIZE_MODE_EXACT) {
+        size_t frame = plan_exact_cache(ctx, W, H, need, NULL, &crop);
+        need += 2 * sizeof(float) * (frame + crop);
+    }
+    return need;
+}
+
+stylize_mode sty_resolve_mode(const stylize_ctx *ctx, int W, int H)
+{
+    const stylize_options *o = &ctx->opts;
+    if (o->mode != STYLIZE_MODE_AUTO)
+        return o->mode;
+    if (ctx->engine->have_next) /* statistics imposed with stylize_set_stats are tin statistics */
+        return STYLIZE_MODE_TIN;
+    size_t budget = o->max_memory ? o->max_memory : STYLIZE_AUTO_BUDGET;
+    if (mode_memory(ctx, W, H, STYLIZE_MODE_FULL) <= budget)
+        return STYLIZE_MODE_FULL;
+    return o->still && exact_supported(ctx) ? STYLIZE_MODE_EXACT : STYLIZE_MODE_TIN;
+}
+
+size_t sty_memory_needed(const stylize_ctx *ctx, int W, int H)
+{
+    return mode_memory(ctx, W, H, sty_resolve_mode(ctx, W, H));
+}
+
+/* The statistics of the frame's area-downscaled thumbnail of tw x th. */
+static int one_thumbnail_stats(stylize_ctx *ctx, const stylize_frame *in, int tw, int th, float *stats)
 {
     sty_engine *e = ctx->engine;
-    int tw, th;
-    thumb_size(ctx, in, &tw, &th);
     if (grow_floats(&ctx->thumb, &ctx->thumb_cap, (size_t)tw * th * 3))
         return sty_set_error(ctx, STYLIZE_ERR_NOMEM, "out of memory for a %dx%d thumbnail", tw, th);
     if (tw == in->width && th == in->height) {
@@ -123,13 +267,35 @@ int sty_thumbnail_stats(stylize_ctx *ctx, const stylize_frame *in, float *stats)
     return 0;
 }
 
-static int run_tiles(stylize_ctx *ctx, const stylize_frame *in, stylize_frame *out, int tile,
+static int exact_partial_stats(stylize_ctx *ctx, const stylize_frame *in, float *stats, int n_norms);
+
+/* tin's statistics: the thumbnail's, then (exact_layers > 0, thumbnail
+ * smaller than the frame) the first exact_layers instance-norm layers'
+ * replaced by the frame's exact statistics. A thumbnail has more detail per
+ * pixel than the frame, so the early, full-resolution layers are where its
+ * statistics are furthest off (first-layer variances 15-65 % too high), and
+ * they are the cheapest to compute exactly (one pass over the tiles per
+ * layer up to that layer; the first layer is 5 % of the network). */
+int sty_thumbnail_stats(stylize_ctx *ctx, const stylize_frame *in, float *stats)
+{
+    const sty_model *m = ctx->engine->model;
+    int tw, th;
+    thumb_size(ctx, in, &tw, &th);
+    int r = one_thumbnail_stats(ctx, in, tw, th, stats);
+    if (r || ctx->opts.exact_layers <= 0 || (tw == in->width && th == in->height) || !exact_supported(ctx))
+        return r;
+    return exact_partial_stats(ctx, in, stats, ctx->opts.exact_layers < m->n_norms ? ctx->opts.exact_layers
+                                                                                   : m->n_norms);
+}
+
+static int run_tiles(stylize_ctx *ctx, const stylize_frame *in, stylize_frame *out, int tile, int overlap,
                      enum sty_norm_mode norm, float *stats)
 {
     sty_engine *e = ctx->engine;
     const int W = in->width, H = in->height;
-    const tiling t = plan_tiles(ctx, W, H, tile);
-    const int overlap = t.overlap, step_x = t.step_x, step_y = t.step_y, max_cw = t.max_cw, max_ch = t.max_ch;
+    const tiling t = plan_tiles(ctx, W, H, tile, overlap);
+    const int step_x = t.step_x, step_y = t.step_y, max_cw = t.max_cw, max_ch = t.max_ch;
+    overlap = t.overlap;
     const size_t crop_floats = (size_t)max_cw * max_ch * 3;
     if (grow_floats(&ctx->crop_in, &ctx->crop_in_cap, crop_floats) ||
         grow_floats(&ctx->crop_out, &ctx->crop_out_cap, crop_floats))
@@ -158,6 +324,270 @@ static int run_tiles(stylize_ctx *ctx, const stylize_frame *in, stylize_frame *o
     return 0;
 }
 
+/* One pass of exact mode over the tiles: from the frame (start 0) or the
+ * cached boundary `start`; saving boundary `save` (0: none) into save_buf;
+ * then either the moments of norm layer stop_norm (merged into count,
+ * mean, m2) or, with out != NULL, the frame itself. */
+typedef struct exact_pass {
+    int start, save, stop_norm;
+    const float *start_buf;
+    float *save_buf;
+    double count, *mean, *m2;
+} exact_pass;
+
+/* Copy rows/columns of a layer's activation between a crop and the frame's cache. */
+static void copy_block(float *frame_buf, int frame_w, const float *crop_buf, float *crop_out, int crop_w, int c,
+                       int fy, int fx, int cy, int cx, int rows, int cols, int to_frame)
+{
+    for (int y = 0; y < rows; y++) {
+        float *f = frame_buf + (((size_t)(fy + y) * frame_w) + (size_t)fx) * c;
+        size_t co = (((size_t)(cy + y) * crop_w) + (size_t)cx) * c;
+        if (to_frame)
+            memcpy(f, crop_buf + co, sizeof(float) * (size_t)cols * c);
+        else
+            memcpy(crop_out + co, f, sizeof(float) * (size_t)cols * c);
+    }
+}
+
+static int exact_run_pass(stylize_ctx *ctx, const stylize_frame *in, stylize_frame *out, const tiling *t,
+                          float *stats, exact_pass *ps)
+{
+    sty_engine *e = ctx->engine;
+    const sty_model *m = e->model;
+    const int W = in->width, H = in->height;
+    const sty_post post = {.strength = ctx->opts.strength, .preserve_color = ctx->opts.preserve_color};
+    int snum = 1, sden = 1, vnum = 1, vden = 1, knum = 1, kden = 1, start_c = 0, save_c = 0, start_w = 0, save_w = 0;
+    if (ps->start) {
+        sty_layer_scale(m, ps->start - 1, &snum, &sden);
+        start_c = m->convs[m->layers[ps->start - 1].conv].cout;
+        start_w = layer_size(m, ps->start - 1, W);
+    }
+    if (ps->save) {
+        sty_layer_scale(m, ps->save - 1, &vnum, &vden);
+        save_c = m->convs[m->layers[ps->save - 1].conv].cout;
+        save_w = layer_size(m, ps->save - 1, W);
+    }
+    int stop_layer = -1, nc = 0;
+    if (!out) {
+        for (int li = 0; li < m->n_layers; li++)
+            if (m->layers[li].norm == ps->stop_norm)
+                stop_layer = li;
+        sty_layer_scale(m, stop_layer, &knum, &kden);
+        nc = m->norms[ps->stop_norm].c;
+    }
+    double moments[2 * STY_MAX_WIDTH];
+    for (int y0 = 0; y0 < H; y0 += t->step_y) {
+        const int y1 = y0 + t->step_y < H ? y0 + t->step_y : H;
+        const int cy0 = y0 - t->overlap > 0 ? y0 - t->overlap : 0;
+        const int cy1 = y1 + t->overlap < H ? y1 + t->overlap : H;
+        for (int x0 = 0; x0 < W; x0 += t->step_x) {
+            const int x1 = x0 + t->step_x < W ? x0 + t->step_x : W;
+            const int cx0 = x0 - t->overlap > 0 ? x0 - t->overlap : 0;
+            const int cx1 = x1 + t->overlap < W ? x1 + t->overlap : W;
+            const int ch = cy1 - cy0, cw = cx1 - cx0;
+            sty_run r = {.in = ctx->crop_in, .h = ch, .w = cw, .norm = STY_NORM_FIXED, .stats = stats,
+                         .start_layer = ps->start, .save_layer = ps->save - 1,
+                         .save = ps->save ? ctx->crop_act_out : NULL};
+            if (ps->start) {
+                const int ah = layer_size(m, ps->start - 1, ch), aw = layer_size(m, ps->start - 1, cw);
+                copy_block((float *)ps->start_buf, start_w, NULL, ctx->crop_act_in, aw, start_c,
+                           cy0 / sden * snum, cx0 / sden * snum, 0, 0, ah, aw, 0);
+                r.act = ctx->crop_act_in;
+            } else {
+                sty_read_rgb(in, cx0, cy0, cw, ch, ctx->crop_in);
+            }
+            if (out) {
+                r.out = ctx->crop_out;
+                r.out_h = y1 - cy0;
+                r.out_w = x1 - cx0;
+            } else {
+                r.moments = moments;
+                r.stop_norm = ps->stop_norm;
+                layer_region(m, stop_layer, knum, kden, cy0, cy1, y0, y1, H, &r.ry0, &r.ry1);
+                layer_region(m, stop_layer, knum, kden, cx0, cx1, x0, x1, W, &r.rx0, &r.rx1);
+            }
+            int ret = e->ops->run(e->backend, &r);
+            if (ret)
+                return sty_set_error(ctx, ret, "%s backend failed on a %dx%d tile (exact mode, %s): %s",
+                                     e->ops->name, cw, ch, out ? "output" : "statistics", stylize_strerror(ret));
+            if (ps->save) {
+                int ry0, ry1, rx0, rx1;
+                layer_region(m, ps->save - 1, vnum, vden, cy0, cy1, y0, y1, H, &ry0, &ry1);
+                layer_region(m, ps->save - 1, vnum, vden, cx0, cx1, x0, x1, W, &rx0, &rx1);
+                copy_block(ps->save_buf, save_w, ctx->crop_act_out, NULL, layer_size(m, ps->save - 1, cw), save_c,
+                           cy0 / vden * vnum + ry0, cx0 / vden * vnum + rx0, ry0, rx0, ry1 - ry0, rx1 - rx0, 1);
+            }
+            if (out) {
+                const float *kept = ctx->crop_out + ((size_t)(y0 - cy0) * r.out_w + (size_t)(x0 - cx0)) * 3;
+                sty_write_rgb(in, out, x0, y0, x1, y1, kept, (long)r.out_w * 3, &post);
+                continue;
+            }
+            const double nb = (double)(r.ry1 - r.ry0) * (r.rx1 - r.rx0), n = ps->count + nb;
+            for (int c = 0; c < nc; c++) { /* Chan et al.'s pairwise update */
+                if (ps->count == 0) {
+                    ps->mean[c] = moments[c];
+                    ps->m2[c] = moments[nc + c];
+                    continue;
+                }
+                const double d = moments[c] - ps->mean[c];
+                ps->mean[c] += d * nb / n;
+                ps->m2[c] += moments[nc + c] + d * d * ps->count * nb / n;
+            }
+            ps->count = n;
+        }
+    }
+    return 0;
+}
+
+static int grow_act(stylize_ctx *ctx, float **buf, size_t *cap, size_t n)
+{
+    if (grow_floats(buf, cap, n ? n : 1))
+        return sty_set_error(ctx, STYLIZE_ERR_NOMEM, "out of memory for exact mode's activation cache (%zu MiB)",
+                             (n * sizeof(float)) >> 20);
+    return 0;
+}
+
+/* Exact statistics (see the top of the file) into stats; with out != NULL,
+ * then the frame. */
+static int exact_frame(stylize_ctx *ctx, const stylize_frame *in, stylize_frame *out, float *stats)
+{
+    sty_engine *e = ctx->engine;
+    const sty_model *m = e->model;
+    const int W = in->width, H = in->height, align = tile_align(ctx);
+    if (!e->ops->exact)
+        return sty_set_error(ctx, STYLIZE_ERR_UNSUPPORTED, "mode=exact is not implemented by the %s backend; use "
+                             "backend=dnnl or backend=ref (or mode=tin)", e->ops->name);
+    if (m->arch != STY_ARCH_CLASSIC)
+        return sty_set_error(ctx, STYLIZE_ERR_UNSUPPORTED, "mode=exact does not run compact models yet; use "
+                             "mode=full (or mode=tin)");
+    for (int li = 0; li < m->n_layers; li++) {
+        int num, den;
+        sty_layer_scale(m, li, &num, &den);
+        if (align % den)
+            return sty_set_error(ctx, STYLIZE_ERR_UNSUPPORTED, "mode=exact: layer %d's stride %d does not divide "
+                                 "the tile alignment %d", li, den, align);
+    }
+    const tiling t = plan_tiles(ctx, W, H, ctx->opts.tile, -1);
+    unsigned char eligible[1024];
+    if (m->n_layers > 1024)
+        return sty_set_error(ctx, STYLIZE_ERR_UNSUPPORTED, "mode=exact: more than 1024 layers");
+    size_t crop_act;
+    const size_t cache_floats = plan_exact_cache(ctx, W, H, tiles_memory(ctx, W, H, STYLIZE_MODE_EXACT), eligible,
+                                                 &crop_act);
+    const size_t crop_floats = (size_t)t.max_cw * t.max_ch * 3;
+    if (grow_floats(&ctx->crop_in, &ctx->crop_in_cap, crop_floats) ||
+        grow_floats(&ctx->crop_out, &ctx->crop_out_cap, crop_floats))
+        return sty_set_error(ctx, STYLIZE_ERR_NOMEM, "out of memory for %dx%d tiles", t.max_cw, t.max_ch);
+    if (cache_floats) {
+        int r;
+        if ((r = grow_act(ctx, &ctx->act[0], &ctx->act_cap[0], cache_floats)) ||
+            (r = grow_act(ctx, &ctx->act[1], &ctx->act_cap[1], cache_floats)) ||
+            (r = grow_act(ctx, &ctx->crop_act_in, &ctx->crop_act_in_cap, crop_act)) ||
+            (r = grow_act(ctx, &ctx->crop_act_out, &ctx->crop_act_out_cap, crop_act)))
+            return r;
+    }
+    memset(stats, 0, m->stats_size * sizeof(float));
+    double mean[STY_MAX_WIDTH], m2[STY_MAX_WIDTH];
+    /* STYLIZE_EXACT_PROFILE=1: one line per pass on stderr (where the time goes) */
+    const int profile = getenv("STYLIZE_EXACT_PROFILE") && atoi(getenv("STYLIZE_EXACT_PROFILE")) > 0;
+    struct timespec t0, t1;
+    int cur_b = 0, cur_buf = 0; /* the filled boundary (0: none) and its buffer */
+    for (int li = 0; li <= m->n_layers; li++) {
+        const int last = li == m->n_layers; /* the pass that writes the frame */
+        if (!last && m->layers[li].norm < 0)
+            continue;
+        if (last && !out)
+            break;
+        int save = 0;
+        for (int b = cur_b + 1; !last && b <= li; b++)
+            if (eligible[b] && cache_floats)
+                save = b;
+        exact_pass ps = {.start = cur_b, .save = save, .stop_norm = last ? -1 : m->layers[li].norm,
+                         .start_buf = ctx->act[cur_buf], .save_buf = ctx->act[!cur_buf], .mean = mean, .m2 = m2};
+        if (profile)
+            clock_gettime(CLOCK_MONOTONIC, &t0);
+        int r = exact_run_pass(ctx, in, last ? out : NULL, &t, stats, &ps);
+        if (r)
+            return r;
+        if (profile) {
+            clock_gettime(CLOCK_MONOTONIC, &t1);
+            fprintf(stderr, "exact %dx%d: %s%-2d layers %2d..%-2d (from %s)%s %8.1f ms\n", W, H,
+                    last ? "output  " : "norm ", last ? 0 : ps.stop_norm, cur_b, last ? m->n_layers - 1 : li,
+                    cur_b ? "cache" : "frame", save ? " +cache" : "       ",
+                    (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6);
+        }
+        if (save) {
+            cur_b = save;
+            cur_buf = !cur_buf;
+        }
+        if (last)
+            break;
+        const sty_norm *nm = &m->norms[ps.stop_norm];
+        for (int c = 0; c < nm->c; c++) {
+            stats[nm->stats_offset + c] = (float)mean[c];
+            stats[nm->stats_offset + nm->c + c] = (float)(m2[c] / ps.count);
+        }
+    }
+    return 0;
+}
+
+/* The exact statistics of the first n_norms instance-norm layers (the
+ * others in stats are kept), with no activation cache and with each pass's
+ * context only the receptive radius of the layers it runs, so it needs no
+ * more memory than tin's tiles. */
+static int exact_partial_stats(stylize_ctx *ctx, const stylize_frame *in, float *stats, int n_norms)
+{
+    const sty_model *m = ctx->engine->model;
+    const int W = in->width, H = in->height;
+    double mean[STY_MAX_WIDTH], m2[STY_MAX_WIDTH];
+    for (int li = 0; li < m->n_layers; li++) {
+        const int ni = m->layers[li].norm;
+        if (ni < 0)
+            continue;
+        if (ni >= n_norms)
+            break;
+        const tiling t = plan_tiles(ctx, W, H, ctx->opts.tile, sty_receptive_radius_upto(m, li + 1));
+        const size_t crop_floats = (size_t)t.max_cw * t.max_ch * 3;
+        if (grow_floats(&ctx->crop_in, &ctx->crop_in_cap, crop_floats))
+            return sty_set_error(ctx, STYLIZE_ERR_NOMEM, "out of memory for %dx%d tiles", t.max_cw, t.max_ch);
+        exact_pass ps = {.stop_norm = ni, .mean = mean, .m2 = m2};
+        int r = exact_run_pass(ctx, in, NULL, &t, stats, &ps);
+        if (r)
+            return r;
+        const sty_norm *nm = &m->norms[ni];
+        for (int c = 0; c < nm->c; c++) {
+            stats[nm->stats_offset + c] = (float)mean[c];
+            stats[nm->stats_offset + nm->c + c] = (float)(m2[c] / ps.count);
+        }
+    }
+    return 0;
+}
+
+int sty_frame_stats(stylize_ctx *ctx, const stylize_frame *in, float *stats)
+{
+    sty_engine *e = ctx->engine;
+    const stylize_mode mode = ctx->opts.mode == STYLIZE_MODE_AUTO
+                                  ? sty_resolve_mode(ctx, in->width, in->height) : STYLIZE_MODE_TIN;
+    if (mode == STYLIZE_MODE_EXACT)
+        return exact_frame(ctx, in, NULL, stats);
+    if (mode != STYLIZE_MODE_FULL)
+        return sty_thumbnail_stats(ctx, in, stats);
+    if (ctx->opts.max_memory && mode_memory(ctx, in->width, in->height, mode) > ctx->opts.max_memory)
+        return sty_set_error(ctx, STYLIZE_ERR_TOO_LARGE, "the statistics of a %dx%d frame need more than "
+                             "max_memory", in->width, in->height);
+    const size_t n = (size_t)in->width * in->height * 3;
+    if (grow_floats(&ctx->crop_in, &ctx->crop_in_cap, n))
+        return sty_set_error(ctx, STYLIZE_ERR_NOMEM, "out of memory for a %dx%d frame", in->width, in->height);
+    sty_read_rgb(in, 0, 0, in->width, in->height, ctx->crop_in);
+    sty_run r = {.in = ctx->crop_in, .h = in->height, .w = in->width, .norm = STY_NORM_SELF, .stats = stats,
+                 .stats_only = 1};
+    int ret = e->ops->run(e->backend, &r);
+    if (ret)
+        return sty_set_error(ctx, ret, "%s backend failed on a %dx%d frame: %s", e->ops->name, in->width,
+                             in->height, stylize_strerror(ret));
+    return 0;
+}
+
 int sty_process_frame(stylize_ctx *ctx, const stylize_frame *in, stylize_frame *out)
 {
     sty_engine *e = ctx->engine;
@@ -165,21 +595,37 @@ int sty_process_frame(stylize_ctx *ctx, const stylize_frame *in, stylize_frame *
         sty_copy_frame(in, out);
         return 0;
     }
+    const stylize_mode mode = sty_resolve_mode(ctx, in->width, in->height);
     if (ctx->opts.max_memory) {
-        size_t need = sty_memory_needed(ctx, in->width, in->height);
+        size_t need = mode_memory(ctx, in->width, in->height, mode);
         if (need > ctx->opts.max_memory)
             return sty_set_error(ctx, STYLIZE_ERR_TOO_LARGE, "a %dx%d frame in %s mode needs %zu MiB of working "
                                  "memory, more than max_memory (%zu MiB)%s", in->width, in->height,
-                                 stylize_mode_name(ctx->opts.mode), need >> 20, ctx->opts.max_memory >> 20,
-                                 ctx->opts.mode == STYLIZE_MODE_TIN ? ": lower tile or thumb"
-                                                                    : ": use mode=tin, whose memory does not grow with the frame");
+                                 stylize_mode_name(mode), need >> 20, ctx->opts.max_memory >> 20,
+                                 mode == STYLIZE_MODE_FULL || mode == STYLIZE_MODE_PATCH
+                                     ? ": use mode=exact or mode=tin, whose memory does not grow with the frame"
+                                     : ": lower tile or thumb");
     }
-    switch (ctx->opts.mode) {
-    case STYLIZE_MODE_FULL:
-        return run_tiles(ctx, in, out, 0, STY_NORM_SELF, NULL);
+    ctx->last_mode = mode;
+    switch (mode) {
+    case STYLIZE_MODE_FULL: { /* one crop: its statistics are the frame's, kept for stylize_get_stats */
+        int r = run_tiles(ctx, in, out, 0, ctx->opts.overlap, STY_NORM_SELF, e->thumb_stats);
+        if (!r) {
+            memcpy(e->used_stats, e->thumb_stats, e->model->stats_size * sizeof(float));
+            e->have_used = 1;
+        }
+        return r;
+    }
     case STYLIZE_MODE_PATCH:
-        return run_tiles(ctx, in, out, ctx->opts.tile, STY_NORM_SELF, NULL);
-    case STYLIZE_MODE_TIN:
+        return run_tiles(ctx, in, out, ctx->opts.tile, ctx->opts.overlap, STY_NORM_SELF, NULL);
+    case STYLIZE_MODE_EXACT: {
+        int r = exact_frame(ctx, in, out, e->thumb_stats);
+        if (r)
+            return r;
+        memcpy(e->used_stats, e->thumb_stats, e->model->stats_size * sizeof(float));
+        e->have_used = 1;
+        return 0;
+    }
     default:
         break;
     }
@@ -196,5 +642,5 @@ int sty_process_frame(stylize_ctx *ctx, const stylize_frame *in, stylize_frame *
     }
     memcpy(e->used_stats, e->smoother.state, n * sizeof(float));
     e->have_used = 1;
-    return run_tiles(ctx, in, out, ctx->opts.tile, STY_NORM_FIXED, e->used_stats);
+    return run_tiles(ctx, in, out, ctx->opts.tile, ctx->opts.overlap, STY_NORM_FIXED, e->used_stats);
 }

@@ -52,8 +52,9 @@ int sty_set_error(stylize_ctx *ctx, int status, const char *fmt, ...)
 void stylize_options_default(stylize_options *o)
 {
     memset(o, 0, sizeof(*o));
-    o->mode = STYLIZE_MODE_TIN;
-    o->thumb = 512;
+    o->mode = STYLIZE_MODE_AUTO;
+    o->thumb = 0;
+    o->exact_layers = 1;
     o->tile = 768;
     o->overlap = -1;
     o->strength = 1.0f;
@@ -65,7 +66,7 @@ void stylize_options_default(stylize_options *o)
     o->precision = STYLIZE_PRECISION_AUTO;
 }
 
-static const char *const mode_names[] = {"tin", "full", "patch"};
+static const char *const mode_names[] = {"tin", "full", "patch", "exact", "auto"};
 static const char *const backend_names[] = {"auto", "ref", "dnnl", "cuda"};
 static const char *const precision_names[] = {"auto", "fp32", "bf16", "fp16"};
 
@@ -96,7 +97,7 @@ static const sty_backend_ops *find_backend(stylize_backend id, const sty_model *
 
 int stylize_mode_from_name(const char *name, stylize_mode *mode)
 {
-    for (int i = 0; name && i < 3; i++)
+    for (int i = 0; name && i < 5; i++)
         if (!strcmp(name, mode_names[i])) {
             *mode = (stylize_mode)i;
             return STYLIZE_OK;
@@ -131,7 +132,7 @@ const char *stylize_precision_name(stylize_precision precision)
 
 const char *stylize_mode_name(stylize_mode mode)
 {
-    return (unsigned)mode < 3 ? mode_names[mode] : "?";
+    return (unsigned)mode < 5 ? mode_names[mode] : "?";
 }
 
 const char *stylize_backend_name(stylize_backend backend)
@@ -142,10 +143,15 @@ const char *stylize_backend_name(stylize_backend backend)
 /* Reject bad values with a message naming the option. */
 static int check_options(const stylize_options *o, char *err, size_t n)
 {
-    if ((unsigned)o->mode > STYLIZE_MODE_PATCH)
-        return snprintf(err, n, "mode %d is not tin, full or patch", (int)o->mode), STYLIZE_ERR_INVALID_ARG;
-    if (o->thumb < 16 || o->thumb > 16384)
-        return snprintf(err, n, "thumb %d is outside 16..16384", o->thumb), STYLIZE_ERR_INVALID_ARG;
+    if ((unsigned)o->mode > STYLIZE_MODE_AUTO)
+        return snprintf(err, n, "mode %d is not tin, full, patch, exact or auto", (int)o->mode),
+               STYLIZE_ERR_INVALID_ARG;
+    if (o->exact_layers < 0 || o->exact_layers > 1000)
+        return snprintf(err, n, "exact_layers %d is outside 0..1000", o->exact_layers), STYLIZE_ERR_INVALID_ARG;
+    if (o->still != 0 && o->still != 1)
+        return snprintf(err, n, "still %d is not 0 or 1", o->still), STYLIZE_ERR_INVALID_ARG;
+    if (o->thumb != 0 && (o->thumb < 16 || o->thumb > 16384))
+        return snprintf(err, n, "thumb %d is outside 16..16384 (0 = auto)", o->thumb), STYLIZE_ERR_INVALID_ARG;
     if (o->tile < 0 || o->tile > 65536)
         return snprintf(err, n, "tile %d is outside 0..65536 (0 = whole frame)", o->tile), STYLIZE_ERR_INVALID_ARG;
     if (o->overlap < -1 || o->overlap > 1024)
@@ -166,6 +172,9 @@ static int check_options(const stylize_options *o, char *err, size_t n)
     if (!b)
         return snprintf(err, n, "backend '%s' is not built into this libstylize (%s)",
                         stylize_backend_name(o->backend), stylize_version()), STYLIZE_ERR_UNSUPPORTED;
+    if (o->mode == STYLIZE_MODE_EXACT && !b->exact)
+        return snprintf(err, n, "mode=exact is not implemented by the %s backend; use backend=dnnl or backend=ref "
+                        "(or mode=tin)", b->name), STYLIZE_ERR_UNSUPPORTED;
     if (!b->available()) {
         const char *why = b->unavailable_reason ? b->unavailable_reason() : NULL;
         return snprintf(err, n, "backend '%s' cannot run on this machine%s%s", b->name, why ? ": " : "",
@@ -271,6 +280,10 @@ void stylize_destroy(stylize_ctx *ctx)
     free(ctx->crop_out);
     free(ctx->thumb);
     free(ctx->thumb_row);
+    free(ctx->act[0]);
+    free(ctx->act[1]);
+    free(ctx->crop_act_in);
+    free(ctx->crop_act_out);
     free(ctx);
 }
 
@@ -316,6 +329,13 @@ int stylize_process(stylize_ctx *ctx, const stylize_frame *in, stylize_frame *ou
         return sty_set_error(ctx, STYLIZE_ERR_INVALID_ARG, "output frame overlaps the input frame "
                              "(in-place processing is not supported)");
     return sty_process_frame(ctx, in, out);
+}
+
+stylize_mode stylize_resolve_mode(const stylize_ctx *ctx, int width, int height)
+{
+    if (!ctx || width < 1 || height < 1)
+        return ctx ? ctx->opts.mode : STYLIZE_MODE_AUTO;
+    return sty_resolve_mode(ctx, width, height);
 }
 
 size_t stylize_memory_needed(const stylize_ctx *ctx, int width, int height)
@@ -415,7 +435,7 @@ int stylize_get_stats(const stylize_ctx *ctx_c, float *dst, size_t n)
     if ((r = check_stats_count(ctx, n)))
         return r;
     if (!ctx->engine->have_used)
-        return sty_set_error(ctx, STYLIZE_ERR_INVALID_ARG, "no frame has been processed in tin mode yet");
+        return sty_set_error(ctx, STYLIZE_ERR_INVALID_ARG, "no frame has been processed in tin or exact mode yet");
     memcpy(dst, ctx->engine->used_stats, n * sizeof(float));
     return STYLIZE_OK;
 }
@@ -452,7 +472,7 @@ int stylize_compute_stats(stylize_ctx *ctx, const stylize_frame *in, float *dst,
         return r;
     if (sty_frame_check(in, &why))
         return sty_set_error(ctx, STYLIZE_ERR_INVALID_ARG, "input frame: %s", why);
-    return sty_thumbnail_stats(ctx, in, dst);
+    return sty_frame_stats(ctx, in, dst);
 }
 
 void stylize_reset_smoothing(stylize_ctx *ctx)
