@@ -1,7 +1,8 @@
 #!/bin/sh
 # The README's demo: stylize a few seconds of a real video and a still with
 # the real ffmpeg built by `make`, and leave the results in build/demo/.
-# Model: the shipped starry_night style (else any in models/), else the pretrained mosaic from
+# Model: the shipped candy style (pytorch/examples'; it looks best on the demo clip), else any in
+# models/, else the pretrained mosaic from
 # ../shared converted on the fly. Input: ../shared/media/cockatoo.mp4, else
 # FFmpeg's testsrc2 pattern.
 set -eu
@@ -14,7 +15,7 @@ mkdir -p "$out"
 
 [ -x "$ffmpeg" ] || { echo "demo: $ffmpeg is missing: run make first" >&2; exit 1; }
 
-model=$top/models/starry_night.safetensors
+model=$top/models/candy.safetensors
 [ -f "$model" ] || model=$(ls "$top"/models/*.safetensors 2>/dev/null | head -n 1 || true)
 if [ -z "$model" ]; then
     [ -f "$shared/models/mosaic.pth" ] || { echo "demo: no model in models/ and no $shared/models/mosaic.pth" >&2; exit 1; }
