@@ -165,13 +165,19 @@ endif
 	touch $$@
 
 # Configure (out of tree), against the in-tree libstylize.
+# New configure flags start from an empty tree: FFmpeg's make does not
+# rebuild every object a configuration change affects (switching the
+# minimal build to the full one left x86 objects without the RV40 routines).
 $$(FFD_$(1))/obj/config.stamp: $$(FFD_$(1))/src.stamp $$(FFD_$(1))/configure-flags $$(FF_STYLIZE_PC) | $$(FF_LIBSTYLIZE)
+	@if [ -d $$(FFD_$(1))/obj ] && ! cmp -s $$(FFD_$(1))/configure-flags $$(FFD_$(1))/obj/configure-flags.used; then \
+		echo "FFmpeg $(1): new configure flags: building in a clean tree"; rm -rf $$(FFD_$(1))/obj; fi
 	mkdir -p $$(FFD_$(1))/obj
 	@echo "configuring FFmpeg $(1) in $$(FFD_$(1))/obj (log: configure.log)"
 	@cd $$(FFD_$(1))/obj && PKG_CONFIG_PATH="$$(FF_STYLIZE_PC_DIR)$$$${PKG_CONFIG_PATH:+:$$$$PKG_CONFIG_PATH}" \
 		$$(FFSRC_$(1))/configure $$(FF_CONFIGURE_FLAGS) >configure.log 2>&1 || { \
 		tail -n 20 configure.log; echo "--- end of ffbuild/config.log:"; tail -n 30 ffbuild/config.log; \
 		echo "FFmpeg $(1) configure failed (full logs in $$(FFD_$(1))/obj)" >&2; exit 1; }
+	cp $$(FFD_$(1))/configure-flags $$(FFD_$(1))/obj/configure-flags.used
 	touch $$@
 
 # A new libstylize.a: drop the linked programs so FFmpeg's make relinks them
