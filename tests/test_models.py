@@ -259,6 +259,15 @@ def test_flat_grey_frame_stays_flat_to_the_borders(release, path, opts, tmp_path
     alike: a border that differs would be the engine's doing (padding, tiles)."""
     src, out = tmp_path / "grey.png", tmp_path / "out.png"
     Image.fromarray(np.full((150, 202, 3), 128, np.uint8)).save(src)
-    release.run("stylize-image", "-m", path, "--threads", "1", *opts, src, out, check=True)
+    release.run("stylize-image", "-m", path, "--threads", "1", "--precision", "fp32", *opts, src, out, check=True)
     b = np.asarray(Image.open(out).convert("RGB")).astype(int)
     assert (b.max(axis=(0, 1)) - b.min(axis=(0, 1))).max() <= 1
+    # bf16 (where the CPU has it): the same, but for rounding. Measured: candy in `full` mode
+    # (the default for this size) differs by up to 3 levels between the 2x2 phases of its
+    # sub-pixel decoder, uniformly over the frame (not at the borders): the flat frame's
+    # channels are not quite constant after bf16 convolutions. Other models: <= 1.
+    if " avx512_bf16" in open("/proc/cpuinfo").read() or " amx_bf16" in open("/proc/cpuinfo").read():
+        release.run("stylize-image", "-m", path, "--threads", "1", "--precision", "bf16", *opts, src, out, check=True)
+        b = np.asarray(Image.open(out).convert("RGB")).astype(int)
+        spread = (b.max(axis=(0, 1)) - b.min(axis=(0, 1))).max()
+        assert spread <= (3 if path.stem == "candy" else 1), spread

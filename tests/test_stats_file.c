@@ -168,7 +168,7 @@ int main(int argc, char **argv)
         return 1;
     stylize_stats_reader_info(r, &info);
     CHECK(info.frames == FRAMES && info.floats == n && info.tb_num == 1 && info.tb_den == 25 &&
-          info.first_pts == 2 && info.last_pts == FRAMES + 1 && info.scene_cuts == 0 && info.thumb == 512,
+          info.first_pts == 2 && info.last_pts == FRAMES + 1 && info.scene_cuts == 0 && info.thumb == 0 /* the default thumb: auto */,
           "info: %lld frames, %zu floats, tb %d/%d, pts %lld..%lld, %lld cuts, thumb %d", (long long)info.frames,
           info.floats, info.tb_num, info.tb_den, (long long)info.first_pts, (long long)info.last_pts,
           (long long)info.scene_cuts, info.thumb);

@@ -339,7 +339,7 @@ typedef struct stylize_stats_info {
     int norm_layers;         /* instance-norm layers of its model */
     int tb_num, tb_den;      /* time base of the stored pts */
     int64_t first_pts, last_pts; /* smallest and largest stored pts */
-    int thumb;               /* thumbnail size pass 1 ran with */
+    int thumb;               /* the thumb option pass 1 ran with (0 = auto) */
     int64_t scene_cuts;      /* cuts marked at open (0 when scene_cut was 0) */
 } stylize_stats_info;
 
