@@ -215,31 +215,42 @@ size_t sty_k_stats_partial(const sty_tens *t)
     return 2 * (size_t)t->Cp * (size_t)((t->H + STATS_ROWS - 1) / STATS_ROWS);
 }
 
-/* One pass over the interior: sums of (x - pilot) and of its square in
- * double, pilot = the channel's first value (x - pilot is exact, and the
- * pilot is a sample of the data, so the shifted second moment has no
- * harmful cancellation); var = E[(x-p)^2] - E[x-p]^2, clamped at 0. A
- * constant channel gives exactly its value and variance 0. */
-void sty_k_stats(const sty_kern_ctx *k, const sty_tens *t, int b, double *partial, float *mean, float *var)
+/* One pass over rows [y0, y0+hi) x columns [x0, x0+wi) of t (tensor
+ * coordinates): per channel c, s1[c] = sum of (x - pilot[c]) and s2[c] = sum
+ * of its square, in double, pilot = the region's first value of the channel
+ * (x - pilot is exact, and the pilot is a sample of the data, so the shifted
+ * second moment has no harmful cancellation). */
+static void pilot_sums(const sty_kern_ctx *k, const sty_tens *t, int y0, int x0, int hi, int wi, double *partial,
+                       double *pilot, double *s1, double *s2)
 {
-    const int hi = t->H - 2 * b, wi = t->W - 2 * b, nblk = t->Cp / t->cb;
-    double pilot[STY_MAX_WIDTH + 16];
-    stats_job j = {t, b, b, hi, wi, (hi + STATS_ROWS - 1) / STATS_ROWS, partial, pilot};
-    const double count = (double)hi * wi;
+    const int nblk = t->Cp / t->cb;
+    stats_job j = {t, y0, x0, hi, wi, (hi + STATS_ROWS - 1) / STATS_ROWS, partial, pilot};
     for (int c = 0; c < t->Cp; c++) {
-        size_t o = pix_offset(t, c, b, b);
+        size_t o = pix_offset(t, c, y0, x0);
         pilot[c] = t->bf16 ? sty_bf2f(((const uint16_t *)t->p)[o]) : ((const float *)t->p)[o];
     }
     sty_dnnl_parallel(k->api, k->threads, nblk * j.nchunk, stats_task, &j);
     for (int c = 0; c < t->C; c++) {
         const int blk = c / t->cb, cc = c % t->cb;
-        double s1 = 0, s2 = 0;
+        s1[c] = s2[c] = 0;
         for (int ch = 0; ch < j.nchunk; ch++) {
             const double *q = partial + ((size_t)blk * j.nchunk + ch) * 2 * t->cb;
-            s1 += q[cc];
-            s2 += q[t->cb + cc];
+            s1[c] += q[cc];
+            s2[c] += q[t->cb + cc];
         }
-        const double m1 = s1 / count, v = s2 / count - m1 * m1;
+    }
+}
+
+/* The interior's statistics: var = E[(x-p)^2] - E[x-p]^2, clamped at 0. A
+ * constant channel gives exactly its value and variance 0. */
+void sty_k_stats(const sty_kern_ctx *k, const sty_tens *t, int b, double *partial, float *mean, float *var)
+{
+    const int hi = t->H - 2 * b, wi = t->W - 2 * b;
+    double pilot[STY_MAX_WIDTH + 16], s1[STY_MAX_WIDTH], s2[STY_MAX_WIDTH];
+    const double count = (double)hi * wi;
+    pilot_sums(k, t, b, b, hi, wi, partial, pilot, s1, s2);
+    for (int c = 0; c < t->C; c++) {
+        const double m1 = s1[c] / count, v = s2[c] / count - m1 * m1;
         mean[c] = (float)(pilot[c] + m1);
         var[c] = (float)(v > 0 ? v : 0);
     }
@@ -250,25 +261,13 @@ void sty_k_stats(const sty_kern_ctx *k, const sty_tens *t, int b, double *partia
 void sty_k_region_moments(const sty_kern_ctx *k, const sty_tens *t, int b, int ry0, int ry1, int rx0, int rx1,
                           double *partial, double *moments)
 {
-    const int hi = ry1 - ry0, wi = rx1 - rx0, nblk = t->Cp / t->cb;
-    double pilot[STY_MAX_WIDTH + 16];
-    stats_job j = {t, b + ry0, b + rx0, hi, wi, (hi + STATS_ROWS - 1) / STATS_ROWS, partial, pilot};
+    const int hi = ry1 - ry0, wi = rx1 - rx0;
+    double pilot[STY_MAX_WIDTH + 16], s1[STY_MAX_WIDTH], s2[STY_MAX_WIDTH];
     const double count = (double)hi * wi;
-    for (int c = 0; c < t->Cp; c++) {
-        size_t o = pix_offset(t, c, b + ry0, b + rx0);
-        pilot[c] = t->bf16 ? sty_bf2f(((const uint16_t *)t->p)[o]) : ((const float *)t->p)[o];
-    }
-    sty_dnnl_parallel(k->api, k->threads, nblk * j.nchunk, stats_task, &j);
+    pilot_sums(k, t, b + ry0, b + rx0, hi, wi, partial, pilot, s1, s2);
     for (int c = 0; c < t->C; c++) {
-        const int blk = c / t->cb, cc = c % t->cb;
-        double s1 = 0, s2 = 0;
-        for (int ch = 0; ch < j.nchunk; ch++) {
-            const double *q = partial + ((size_t)blk * j.nchunk + ch) * 2 * t->cb;
-            s1 += q[cc];
-            s2 += q[t->cb + cc];
-        }
-        const double m2 = s2 - s1 * s1 / count;
-        moments[c] = pilot[c] + s1 / count;
+        const double m2 = s2[c] - s1[c] * s1[c] / count;
+        moments[c] = pilot[c] + s1[c] / count;
         moments[t->C + c] = m2 > 0 ? m2 : 0;
     }
 }
