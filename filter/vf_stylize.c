@@ -69,6 +69,7 @@ typedef struct StylizeContext {
     int64_t max_memory;
     int still;
     int exact_layers;
+    int tin_stats;
     char *stats_file;
     int stats_mode;
     int stats_window;
@@ -97,7 +98,7 @@ typedef struct StylizeOptFields {
     float smooth, scene_cut;
     int threads, backend, precision;
     int64_t max_memory;
-    int still, exact_layers;
+    int still, exact_layers, tin_stats;
 } StylizeOptFields;
 
 static void save_fields(const StylizeContext *s, StylizeOptFields *f)
@@ -116,6 +117,7 @@ static void save_fields(const StylizeContext *s, StylizeOptFields *f)
     f->max_memory = s->max_memory;
     f->still = s->still;
     f->exact_layers = s->exact_layers;
+    f->tin_stats = s->tin_stats;
 }
 
 static void restore_fields(StylizeContext *s, const StylizeOptFields *f)
@@ -134,6 +136,7 @@ static void restore_fields(StylizeContext *s, const StylizeOptFields *f)
     s->max_memory = f->max_memory;
     s->still = f->still;
     s->exact_layers = f->exact_layers;
+    s->tin_stats = f->tin_stats;
 }
 
 static void fill_options(const StylizeContext *s, stylize_options *o)
@@ -153,6 +156,7 @@ static void fill_options(const StylizeContext *s, stylize_options *o)
     o->max_memory = (size_t)s->max_memory;
     o->still = s->still;
     o->exact_layers = s->exact_layers;
+    o->tin_stats = (stylize_tin_stats)s->tin_stats;
 }
 
 static int status_to_averror(int status)
@@ -621,7 +625,10 @@ static const AVOption stylize_avoptions[] = {
         { "bf16", "bfloat16 with fp32 accumulation",                    0, AV_OPT_TYPE_CONST, { .i64 = STYLIZE_PRECISION_BF16 }, 0, 0, TFLAGS, .unit = "precision" },
         { "fp16", "half precision with fp32 accumulation (cuda)",      0, AV_OPT_TYPE_CONST, { .i64 = STYLIZE_PRECISION_FP16 }, 0, 0, TFLAGS, .unit = "precision" },
     { "max_memory", "working memory a frame may use in bytes (e.g. 512M), 0 = no limit", OFFSET(max_memory), AV_OPT_TYPE_INT64, { .i64 = 0 }, 0, INT64_MAX, TFLAGS },
-    { "exact_layers", "tin: exact statistics for the first N instance-norm layers, 0 = thumbnail only", OFFSET(exact_layers), AV_OPT_TYPE_INT, { .i64 = 1 }, 0, 1000, TFLAGS },
+    { "exact_layers", "tin: exact statistics for the first N instance-norm layers, 0 = estimate all", OFFSET(exact_layers), AV_OPT_TYPE_INT, { .i64 = 1 }, 0, 1000, TFLAGS },
+    { "tin_stats", "tin: how the other layers' statistics are estimated", OFFSET(tin_stats), AV_OPT_TYPE_INT, { .i64 = STYLIZE_TIN_STATS_SAMPLE }, 0, 1, TFLAGS, .unit = "tin_stats" },
+        { "sample",    "full-resolution sample tiles, pooled layer by layer", 0, AV_OPT_TYPE_CONST, { .i64 = STYLIZE_TIN_STATS_SAMPLE },    0, 0, TFLAGS, .unit = "tin_stats" },
+        { "thumbnail", "one run on the downscaled frame (the TIN paper's)",   0, AV_OPT_TYPE_CONST, { .i64 = STYLIZE_TIN_STATS_THUMBNAIL }, 0, 0, TFLAGS, .unit = "tin_stats" },
     { "still", "the input is a still image (mode=auto then uses exact, not tin, above the budget)", OFFSET(still), AV_OPT_TYPE_BOOL, { .i64 = 0 }, 0, 1, TFLAGS },
     { "stats_file", "two-pass statistics file", OFFSET(stats_file), AV_OPT_TYPE_STRING, { .str = NULL }, 0, 0, FLAGS },
     { "stats_mode", "two-pass statistics", OFFSET(stats_mode), AV_OPT_TYPE_INT, { .i64 = STATS_OFF }, STATS_OFF, STATS_READ, FLAGS, .unit = "stats_mode" },

@@ -252,7 +252,8 @@ def _layer_slices(model):
 def test_tin_stats_and_output_match_pytorch(run_release, half_model, frame, thumb):
     # the thumbnail's statistics alone (--exact-layers 0)
     path, model = half_model
-    out, c_stats = run_release(path, frame, "--mode", "tin", "--thumb", thumb, "--exact-layers", 0, stats_out=True)
+    out, c_stats = run_release(path, frame, "--mode", "tin", "--thumb", thumb, "--exact-layers", 0,
+                               "--tin-stats", "thumbnail", stats_out=True)
     ref_stats = tr.thumbnail_stats(model, frame, thumb)
     assert c_stats.shape == ref_stats.shape == (model.stats_size(),)
     worst = 0.0
@@ -278,23 +279,105 @@ def test_tin_stats_and_output_match_pytorch(run_release, half_model, frame, thum
     assert d2.max() <= 1
 
 
+@pytest.mark.parametrize("estimator", ["thumbnail", "sample"])
 @pytest.mark.parametrize("layers", [1, 2])
-def test_tin_exact_layers(run_release, half_model, frame, layers):
+def test_tin_exact_layers(run_release, half_model, frame, layers, estimator):
     """--exact-layers N (default 1): the first N norm layers' statistics are
     the frame's own (full's, which tests/test_reference.py holds to PyTorch),
-    the others the thumbnail's as with --exact-layers 0; tiled = untiled."""
+    the others the thumbnail's as with --exact-layers 0; tiled = untiled.
+    (With the sample estimator the later layers depend on the first ones:
+    test_tin_sample_stats_match_pytorch checks them.)"""
     path, model = half_model
+    est = ("--tin-stats", estimator)
     _, full_stats = run_release(path, frame, "--mode", "full", stats_out=True)
-    _, thumb_stats = run_release(path, frame, "--mode", "tin", "--thumb", THUMB, "--exact-layers", 0, stats_out=True)
+    _, thumb_stats = run_release(path, frame, "--mode", "tin", "--thumb", THUMB, "--exact-layers", 0, *est,
+                                 stats_out=True)
     out, st = run_release(path, frame, "--mode", "tin", "--thumb", THUMB, "--exact-layers", layers, "--tile", 40,
-                          stats_out=True)
+                          *est, stats_out=True)
     for i, (name, ms, vs) in enumerate(_layer_slices(model)):
+        if i >= layers and estimator == "sample":
+            break
         want = full_stats if i < layers else thumb_stats
         for sl in (ms, vs):
             err = np.abs(st[sl].astype(np.float64) - want[sl]) / (np.abs(want[sl]) + 1e-3 * np.abs(want[sl]).max())
             assert err.max() < 1e-4, (name, layers, err.max())
-    untiled = run_release(path, frame, "--mode", "tin", "--thumb", THUMB, "--exact-layers", layers, "--tile", 0)
+    untiled = run_release(path, frame, "--mode", "tin", "--thumb", THUMB, "--exact-layers", layers, "--tile", 0,
+                          *est)
     assert absdiff(out, untiled).max() <= 1
+
+
+SAMPLE_W, SAMPLE_H, SAMPLE_THUMB = 768, 512, 760  # a 3 x 2 grid of 256-pixel sample tiles (a whole Kodak image)
+
+
+@pytest.fixture(scope="session")
+def sample_frame():
+    return content_image(SAMPLE_W, SAMPLE_H, 3)
+
+
+def test_sample_plan_covers_the_frame():
+    """The sample's tiles: inside the frame, on the tile alignment, disjoint,
+    one per cell of a grid (so spread over the whole frame), about as many
+    pixels as the thumbnail."""
+    for (w, h, thumb) in ((SAMPLE_W, SAMPLE_H, SAMPLE_THUMB), (3840, 2160, 1184), (7680, 4320, 1184),
+                          (2160, 3840, 1184), (1000, 300, 900), (4000, 40, 512)):
+        th, tw = tr.thumbnail_size(h, w, thumb)
+        side, origins = tr.sample_plan(h, w, th, tw)
+        assert origins and side <= min(w, h)
+        boxes = [(y, x, y + side, x + side) for y, x in origins]
+        for y0, x0, y1, x1 in boxes:
+            assert 0 <= x0 and x1 <= w and 0 <= y0 and y1 <= h and x0 % 4 == 0 and y0 % 4 == 0
+        for i, a in enumerate(boxes):
+            for b in boxes[i + 1:]:
+                assert a[2] <= b[0] or b[2] <= a[0] or a[3] <= b[1] or b[3] <= a[1], (w, h, a, b)
+        area = len(origins) * side * side
+        assert area <= 1.6 * th * tw or len(origins) == 1, (w, h, len(origins), side)
+    side, origins = tr.sample_plan(SAMPLE_H, SAMPLE_W, *tr.thumbnail_size(SAMPLE_H, SAMPLE_W, SAMPLE_THUMB))
+    assert side == 256 and len(origins) == 6
+
+
+@pytest.mark.parametrize("layers", [0, 1])
+def test_tin_sample_stats_match_pytorch(run_release, half_model, sample_frame, layers):
+    """--tin-stats sample (the default): C's statistics equal the PyTorch
+    reference of the estimator (tools/torch_reference.py sample_stats: no
+    activation cache, every tile rerun from its pixels for every layer), and
+    the tin output is PyTorch's run with them."""
+    path, model = half_model
+    out, c_stats = run_release(path, sample_frame, "--mode", "tin", "--thumb", SAMPLE_THUMB, "--exact-layers",
+                               layers, "--tin-stats", "sample", stats_out=True)
+    ref_stats = tr.sample_stats(model, sample_frame, SAMPLE_THUMB, exact_layers=layers)
+    for name, ms, vs in _layer_slices(model):
+        for what, sl in (("mean", ms), ("var", vs)):
+            c, r = c_stats[sl].astype(np.float64), ref_stats[sl].astype(np.float64)
+            err = np.abs(c - r) / (np.abs(r) + 1e-3 * max(np.abs(r).max(), 1e-6))
+            assert err.max() < 1e-3, "%s %s: C %s vs PyTorch %s" % (name, what, c, r)
+    d = absdiff(out, tr.stylize(model, sample_frame, stats=c_stats))
+    assert d.max() <= 1 and (d == 1).mean() < 0.005
+
+
+def test_tin_sample_without_cache_and_tiled(run_release, half_model, sample_frame):
+    """The sample's statistics do not depend on the tiles, nor on whether its
+    activation cache fits the memory budget (a small max_memory turns the
+    cache off: every pass reruns the tiles from their pixels)."""
+    path, model = half_model
+    base = ("--mode", "tin", "--thumb", SAMPLE_THUMB, "--tin-stats", "sample")
+    out, st = run_release(path, sample_frame, *base, "--tile", 0, stats_out=True)
+    out2, st2 = run_release(path, sample_frame, *base, "--tile", 200, "--max-memory", "40M", stats_out=True)
+    np.testing.assert_allclose(st2, st, rtol=1e-5, atol=1e-6)
+    assert absdiff(out, out2).max() <= 1
+
+
+def test_tin_sample_closer_to_full_than_thumbnail(run_release, half_model, sample_frame):
+    """On a natural image the sample's statistics are closer to the frame's
+    own (full's) than the thumbnail's are (the reason it is the default)."""
+    path, model = half_model
+    _, full = run_release(path, sample_frame, "--mode", "full", stats_out=True)
+    errs = {}
+    for est in ("sample", "thumbnail"):
+        _, st = run_release(path, sample_frame, "--mode", "tin", "--thumb", SAMPLE_THUMB, "--exact-layers", 0,
+                            "--tin-stats", est, stats_out=True)
+        errs[est] = np.mean([np.abs(np.log((st[vs] + 1e-5) / (full[vs] + 1e-5))).mean()
+                             for _, _, vs in _layer_slices(model)])
+    assert errs["sample"] < errs["thumbnail"], errs
 
 
 def test_tin_without_downscale_is_full(run_release, half_model, frame):

@@ -557,6 +557,66 @@ def thumbnail_stats(model, img, thumb):
     return st
 
 
+def sample_plan(h, w, th, tw, align=4, side=256):
+    """The sample estimator's tiles (core/src/process.c, plan_sample): the
+    side and the (y0, x0) origins of tiles of side x side at the frame's own
+    resolution, one centred in each cell of a kx x ky grid, with about as
+    many pixels in all as a th x tw thumbnail."""
+    side = -(-side // align) * align
+    small = min(w, h)
+    if side > small:
+        side = small // align * align if small >= align else small
+    n = th * tw / float(side * side)
+    if w >= h:  # the shorter axis first
+        ky = min(max(int(math.sqrt(n * h / w) + 0.5), 1), h // side)
+        kx = min(max(int(n / ky + 0.5), 1), w // side)
+    else:
+        kx = min(max(int(math.sqrt(n * w / h) + 0.5), 1), w // side)
+        ky = min(max(int(n / kx + 0.5), 1), h // side)
+    origins = []
+    for i in range(kx * ky):
+        cx, cy = i % kx, i // kx
+        x = min(int((2.0 * cx + 1) * w / (2.0 * kx)) - side // 2, w - side)
+        y = min(int((2.0 * cy + 1) * h / (2.0 * ky)) - side // 2, h - side)
+        origins.append((0 if y < 0 else y // align * align, 0 if x < 0 else x // align * align))
+    return side, origins
+
+
+def sample_stats(model, img, thumb, exact_layers=0):
+    """TIN statistics from the sample estimator (tin_stats=sample): every
+    sample tile runs alone; norm layer k's statistics are pooled over all
+    tiles, each tile run with the pooled statistics of the layers before k.
+    The first exact_layers layers are the whole frame's own. Flat float32."""
+    img = np.asarray(img)
+    h, w = img.shape[:2]
+    th, tw = thumbnail_size(h, w, thumb)
+    if (th, tw) == (h, w):
+        return stylize_float(model, img, record_stats=True)[1]
+    dtype = _model_dtype(model)
+    n_norms = len(model.norm_names())
+    known = []
+    if exact_layers:
+        rec = []
+        with torch.no_grad():
+            model(_to_tensor(img, dtype), record=rec)
+        known = [(m.to(dtype), v.to(dtype)) for m, v in rec[:exact_layers]]
+    side, origins = sample_plan(h, w, th, tw)
+    tiles = [_to_tensor(img[y:y + side, x:x + side], dtype) for y, x in origins]
+    for k in range(len(known), n_norms):
+        means, variances = [], []
+        for t in tiles:
+            rec = []
+            with torch.no_grad():
+                model(t, stats=known + [(None, None)] * (n_norms - len(known)), record=rec)
+            means.append(rec[k][0])
+            variances.append(rec[k][1])
+        m = torch.stack(means)
+        mean = m.mean(0)
+        var = (torch.stack(variances) + (m - mean) ** 2).mean(0)  # equal-sized tiles
+        known.append((mean, var))
+    return flat_stats([(m.double().numpy(), v.double().numpy()) for m, v in known])
+
+
 # ---------------------------------------------------------------------------
 # files
 

@@ -211,7 +211,8 @@ static void usage(FILE *f)
     fprintf(f, "Usage: stylize-bench -m MODEL [--backend auto|ref|dnnl] [--precision auto|fp32|bf16]\n"
                "                     [--mode auto|tin|full|exact|patch] [--threads N] [--size WxH|720p|1080p|4k|8k|16k]\n"
                "                     [--frames N] [--warmup N] [--tile N] [--thumb N]\n"
-               "                     [--max-memory BYTES|NM] [--still] [--exact-layers N] [--plan]\n"
+               "                     [--max-memory BYTES|NM] [--still] [--exact-layers N]\n"
+               "                     [--tin-stats sample|thumbnail] [--plan]\n"
                "       stylize-bench --peak [--threads N]\n"
                "Prints one JSON object: ms/frame, frames/s, GFLOP/s, peak RSS.\n");
 }
@@ -219,7 +220,7 @@ static void usage(FILE *f)
 int main(int argc, char **argv)
 {
     enum { O_BACKEND = 256, O_PRECISION, O_MODE, O_THREADS, O_SIZE, O_FRAMES, O_WARMUP, O_TILE, O_THUMB, O_PEAK,
-           O_MAX_MEMORY, O_STILL, O_EXACT_LAYERS, O_PLAN };
+           O_MAX_MEMORY, O_STILL, O_EXACT_LAYERS, O_PLAN, O_TIN_STATS };
     static const struct option longopts[] = {
         {"model", required_argument, NULL, 'm'},         {"backend", required_argument, NULL, O_BACKEND},
         {"precision", required_argument, NULL, O_PRECISION}, {"mode", required_argument, NULL, O_MODE},
@@ -229,6 +230,7 @@ int main(int argc, char **argv)
         {"thumb", required_argument, NULL, O_THUMB},     {"peak", no_argument, NULL, O_PEAK},
         {"max-memory", required_argument, NULL, O_MAX_MEMORY}, {"still", no_argument, NULL, O_STILL},
         {"exact-layers", required_argument, NULL, O_EXACT_LAYERS}, {"plan", no_argument, NULL, O_PLAN},
+        {"tin-stats", required_argument, NULL, O_TIN_STATS},
         {"help", no_argument, NULL, 'h'},                {NULL, 0, NULL, 0}};
     stylize_options o;
     stylize_options_default(&o);
@@ -258,6 +260,7 @@ int main(int argc, char **argv)
         }
         case O_STILL: o.still = 1; break;
         case O_EXACT_LAYERS: bad = sscanf(optarg, "%d", &o.exact_layers) != 1; break;
+        case O_TIN_STATS: bad = stylize_tin_stats_from_name(optarg, &o.tin_stats) != STYLIZE_OK; break;
         case O_PLAN: plan = 1; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 1;

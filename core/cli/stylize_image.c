@@ -23,7 +23,9 @@ static void usage(FILE *f)
             "                          result in tiles; tin = thumbnail statistics; patch = per tile\n"
             "      --thumb N           TIN thumbnail longer side, 0 = auto (a tile's pixels) [0]\n"
             "      --tile N            tile side, 0 = whole frame [768]\n"
-            "      --exact-layers N    tin: exact statistics for the first N norm layers [1]; 0 = thumbnail only\n"
+            "      --exact-layers N    tin: exact statistics for the first N norm layers [1]; 0 = estimate all\n"
+            "      --tin-stats S       tin: sample|thumbnail: estimate the others from full-resolution sample\n"
+            "                          tiles (pooled layer by layer) or from a downscaled thumbnail [sample]\n"
             "      --overlap N         context around tiles, -1 = model's receptive field [-1]\n"
             "      --strength F        0..1 blend with the original [1]\n"
             "      --preserve-color    keep the original's colours (BT.601 YCbCr chroma)\n"
@@ -242,7 +244,8 @@ static int parse_float(const char *s, float *out)
 int main(int argc, char **argv)
 {
     enum { O_MODE = 256, O_THUMB, O_TILE, O_OVERLAP, O_STRENGTH, O_PRESERVE, O_SMOOTH, O_THREADS, O_BACKEND,
-           O_FORMAT, O_PRECISION, O_STATS_IN, O_STATS_OUT, O_REPEAT, O_INFO, O_MAX_MEMORY, O_VERBOSE, O_EXACT_LAYERS };
+           O_FORMAT, O_PRECISION, O_STATS_IN, O_STATS_OUT, O_REPEAT, O_INFO, O_MAX_MEMORY, O_VERBOSE, O_EXACT_LAYERS,
+           O_TIN_STATS };
     static const struct option longopts[] = {
         {"model", required_argument, NULL, 'm'},     {"mode", required_argument, NULL, O_MODE},
         {"thumb", required_argument, NULL, O_THUMB}, {"tile", required_argument, NULL, O_TILE},
@@ -252,7 +255,7 @@ int main(int argc, char **argv)
         {"format", required_argument, NULL, O_FORMAT}, {"precision", required_argument, NULL, O_PRECISION}, {"stats-in", required_argument, NULL, O_STATS_IN},
         {"stats-out", required_argument, NULL, O_STATS_OUT}, {"repeat", required_argument, NULL, O_REPEAT},
         {"max-memory", required_argument, NULL, O_MAX_MEMORY}, {"verbose", no_argument, NULL, O_VERBOSE},
-        {"exact-layers", required_argument, NULL, O_EXACT_LAYERS},
+        {"exact-layers", required_argument, NULL, O_EXACT_LAYERS}, {"tin-stats", required_argument, NULL, O_TIN_STATS},
         {"info", no_argument, NULL, O_INFO},         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
     stylize_options o;
@@ -288,6 +291,7 @@ int main(int argc, char **argv)
         case O_MAX_MEMORY: bad = parse_bytes(optarg, &o.max_memory); break;
         case O_VERBOSE: verbose = 1; break;
         case O_EXACT_LAYERS: bad = parse_int(optarg, &o.exact_layers); break;
+        case O_TIN_STATS: bad = stylize_tin_stats_from_name(optarg, &o.tin_stats) != STYLIZE_OK; break;
         case O_INFO: info = 1; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 1;

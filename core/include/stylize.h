@@ -70,6 +70,20 @@ typedef enum stylize_precision {
     STYLIZE_PRECISION_FP16 = 3, /* fp16 storage and multiplies, fp32 accumulation (cuda backend only) */
 } stylize_precision;
 
+/* How tin estimates a frame's instance-norm statistics (frames larger than
+ * the thumbnail; a frame no larger is its own thumbnail, and its statistics
+ * are full's). */
+typedef enum stylize_tin_stats {
+    STYLIZE_TIN_STATS_SAMPLE = 0,    /* default: tiles of 256 pixels at the frame's own resolution, one from
+                                        the centre of each cell of a grid over the frame, as many pixels in
+                                        all as the thumbnail; each runs alone and the statistics are pooled
+                                        over them layer by layer (one pass per norm layer). Right scale, so
+                                        far closer to full than a thumbnail (docs/tin_measurement.md). Needs
+                                        exact passes: the cuda backend and compact models use the thumbnail */
+    STYLIZE_TIN_STATS_THUMBNAIL = 1, /* the network run once on the area-downscaled frame (the estimator of
+                                        the TIN paper, and the default before) */
+} stylize_tin_stats;
+
 /* Pixel layouts, 8 bits per component. Names follow FFmpeg's AV_PIX_FMT_*. */
 typedef enum stylize_pixfmt {
     STYLIZE_PIX_RGB24 = 0, /* packed R,G,B */
@@ -121,6 +135,9 @@ typedef struct stylize_options {
                               thumbnail get); values >= the number of norm layers give exact mode's
                               statistics with tin's memory but several times its time. The cuda
                               backend has no exact passes: there it is ignored (thumbnail only) */
+    stylize_tin_stats tin_stats; /* tin: how the other layers' statistics are estimated; default
+                              STYLIZE_TIN_STATS_SAMPLE. `thumb` sets the size of either (the sample has
+                              the thumbnail's number of pixels) */
 } stylize_options;
 
 /* Model facts, read from the model file. Fields may be added at the end in
@@ -169,7 +186,9 @@ void stylize_options_default(stylize_options *opts);
 int stylize_mode_from_name(const char *name, stylize_mode *mode);
 int stylize_backend_from_name(const char *name, stylize_backend *backend);
 int stylize_precision_from_name(const char *name, stylize_precision *precision);
+int stylize_tin_stats_from_name(const char *name, stylize_tin_stats *tin_stats); /* "sample", "thumbnail" */
 const char *stylize_mode_name(stylize_mode mode);
+const char *stylize_tin_stats_name(stylize_tin_stats tin_stats);
 const char *stylize_backend_name(stylize_backend backend);
 const char *stylize_precision_name(stylize_precision precision);
 

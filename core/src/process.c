@@ -187,6 +187,99 @@ static size_t plan_exact_cache(const stylize_ctx *ctx, int W, int H, size_t base
     return largest;
 }
 
+/* tin's sample estimator (tin_stats=sample, the default). A thumbnail sees
+ * the frame at the wrong scale: the encoder's 9x9 and stride-2 convs find
+ * more detail per pixel in it than in the frame, so its statistics are off
+ * from the first layer on (docs/tin_measurement.md). A sample of the frame
+ * at its own resolution has the right scale: n tiles of `side` pixels, one
+ * from the centre of each cell of a kx x ky grid over the frame, with as
+ * many pixels in all as the thumbnail would have. Each tile runs alone (its
+ * own padding at its edges, like a small frame), and the statistics are
+ * pooled over all tiles layer by layer, as exact mode pools them over the
+ * whole frame: the pass for norm layer k runs every tile with the pooled
+ * statistics of the layers before k. Running the tiles as one collage in a
+ * single pass is cheaper but measured much worse: the seams between tiles
+ * reach every deep layer. Each tile's activation is cached at layer
+ * boundaries as exact mode caches the frame's, so the passes together cost
+ * about two networks over the sample. */
+#define STY_SAMPLE_SIDE 256
+
+typedef struct sample_plan {
+    int n, kx, ky, side;
+} sample_plan;
+
+static sample_plan plan_sample(const stylize_ctx *ctx, int W, int H)
+{
+    const stylize_frame f = {.width = W, .height = H};
+    const int align = tile_align(ctx);
+    int tw, th;
+    thumb_size(ctx, &f, &tw, &th);
+    sample_plan sp;
+    int side = round_up(STY_SAMPLE_SIDE, align);
+    const int small = W < H ? W : H;
+    if (side > small)
+        side = small >= align ? small / align * align : small;
+    sp.side = side;
+    /* cells as square as the frame allows: the shorter axis first, so that its
+     * clamping (a very wide frame has room for one row) is made up on the other */
+    const double n = (double)tw * th / ((double)side * side);
+    int *first = W >= H ? &sp.ky : &sp.kx, *second = W >= H ? &sp.kx : &sp.ky;
+    const int room_first = W >= H ? H / side : W / side, room_second = W >= H ? W / side : H / side;
+    *first = (int)(sqrt(n * (W >= H ? (double)H / W : (double)W / H)) + 0.5);
+    *first = *first < 1 ? 1 : *first > room_first ? room_first : *first;
+    *second = (int)(n / *first + 0.5);
+    *second = *second < 1 ? 1 : *second > room_second ? room_second : *second;
+    sp.n = sp.kx * sp.ky;
+    return sp;
+}
+
+/* Origin of sample tile i: centred in its cell, on the tile alignment. */
+static void sample_origin(const stylize_ctx *ctx, const sample_plan *sp, int W, int H, int i, int *x0, int *y0)
+{
+    const int align = tile_align(ctx);
+    const int cx = i % sp->kx, cy = i / sp->kx;
+    int x = (int)((2.0 * cx + 1) * W / (2.0 * sp->kx)) - sp->side / 2;
+    int y = (int)((2.0 * cy + 1) * H / (2.0 * sp->ky)) - sp->side / 2;
+    x = x > W - sp->side ? W - sp->side : x;
+    y = y > H - sp->side ? H - sp->side : y;
+    *x0 = x < 0 ? 0 : x / align * align;
+    *y0 = y < 0 ? 0 : y / align * align;
+}
+
+/* The sample's activation cache: exact mode's rule (see exact_plan), with
+ * every tile's activation at a boundary in one buffer. Returns the floats
+ * of one buffer (0: no cache). */
+static size_t plan_sample_cache(const stylize_ctx *ctx, const sample_plan *sp, size_t base, unsigned char *eligible)
+{
+    const sty_model *m = ctx->engine->model;
+    const size_t budget = exact_budget(ctx);
+    const size_t per_buf = budget > base ? (budget - base) / 2 : 0;
+    size_t largest = 0;
+    int open = 0;
+    for (int b = 1; b < m->n_layers; b++) {
+        const sty_layer *prev = &m->layers[b - 1];
+        open = (open || prev->save_skip) && !prev->add_skip;
+        const size_t fl = (size_t)sp->n * boundary_floats(m, b, sp->side, sp->side);
+        const int ok = !open && fl * sizeof(float) <= per_buf;
+        if (eligible)
+            eligible[b] = (unsigned char)ok;
+        if (ok && fl > largest)
+            largest = fl;
+    }
+    return largest;
+}
+
+/* Does tin estimate a W x H frame's statistics from a sample (else from a
+ * thumbnail)? Not when the frame is its own thumbnail, nor where the backend
+ * or the network has no exact passes (cuda; compact models). */
+static int uses_sample(const stylize_ctx *ctx, int W, int H)
+{
+    const stylize_frame f = {.width = W, .height = H};
+    int tw, th;
+    thumb_size(ctx, &f, &tw, &th);
+    return ctx->opts.tin_stats == STYLIZE_TIN_STATS_SAMPLE && exact_supported(ctx) && !(tw == W && th == H);
+}
+
 /* Exact mode ignores `overlap`: its passes need the receptive radius. */
 static int mode_overlap(const stylize_ctx *ctx, stylize_mode mode)
 {
@@ -201,6 +294,11 @@ static size_t tiles_memory(const stylize_ctx *ctx, int W, int H, stylize_mode mo
     tiling t = plan_tiles(ctx, W, H, tile, mode_overlap(ctx, mode));
     size_t need = e->ops->workspace_bytes(e->model, t.max_ch, t.max_cw);
     need += 2 * sizeof(float) * 3 * (size_t)t.max_cw * (size_t)t.max_ch; /* crop in and out */
+    if (mode == STYLIZE_MODE_TIN && uses_sample(ctx, W, H)) { /* sample tiles are no larger than crops */
+        const sample_plan sp = plan_sample(ctx, W, H);
+        const size_t sample_ws = e->ops->workspace_bytes(e->model, sp.side, sp.side);
+        return need > sample_ws ? need : sample_ws;
+    }
     if (mode == STYLIZE_MODE_TIN) {
         stylize_frame f = {.width = W, .height = H};
         int tw, th;
@@ -219,6 +317,10 @@ static size_t mode_memory(const stylize_ctx *ctx, int W, int H, stylize_mode mod
     if (mode == STYLIZE_MODE_EXACT) {
         size_t frame = plan_exact_cache(ctx, W, H, need, NULL, &crop);
         need += 2 * sizeof(float) * (frame + crop);
+    }
+    if (mode == STYLIZE_MODE_TIN && uses_sample(ctx, W, H)) {
+        const sample_plan sp = plan_sample(ctx, W, H);
+        need += 2 * sizeof(float) * plan_sample_cache(ctx, &sp, need, NULL);
     }
     return need;
 }
@@ -268,6 +370,7 @@ static int one_thumbnail_stats(stylize_ctx *ctx, const stylize_frame *in, int tw
 }
 
 static int exact_partial_stats(stylize_ctx *ctx, const stylize_frame *in, float *stats, int n_norms);
+static int sample_stats(stylize_ctx *ctx, const stylize_frame *in, float *stats);
 
 /* tin's statistics: the thumbnail's, then (exact_layers > 0, thumbnail
  * smaller than the frame) the first exact_layers instance-norm layers'
@@ -281,6 +384,8 @@ int sty_thumbnail_stats(stylize_ctx *ctx, const stylize_frame *in, float *stats)
     const sty_model *m = ctx->engine->model;
     int tw, th;
     thumb_size(ctx, in, &tw, &th);
+    if (uses_sample(ctx, in->width, in->height))
+        return sample_stats(ctx, in, stats);
     int r = one_thumbnail_stats(ctx, in, tw, th, stats);
     if (r || ctx->opts.exact_layers <= 0 || (tw == in->width && th == in->height) || !exact_supported(ctx))
         return r;
@@ -334,6 +439,34 @@ typedef struct exact_pass {
     float *save_buf;
     double count, *mean, *m2;
 } exact_pass;
+
+/* Merge one region's moments (nb positions; per channel the mean, then the
+ * sum of squared deviations) into the pass's: Chan et al.'s pairwise update. */
+static void merge_moments(exact_pass *ps, const double *moments, int nc, double nb)
+{
+    const double n = ps->count + nb;
+    for (int c = 0; c < nc; c++) {
+        if (ps->count == 0) {
+            ps->mean[c] = moments[c];
+            ps->m2[c] = moments[nc + c];
+            continue;
+        }
+        const double d = moments[c] - ps->mean[c];
+        ps->mean[c] += d * nb / n;
+        ps->m2[c] += moments[nc + c] + d * d * ps->count * nb / n;
+    }
+    ps->count = n;
+}
+
+/* Write a finished pass's statistics for norm layer ni. */
+static void store_stats(const sty_model *m, int ni, const exact_pass *ps, float *stats)
+{
+    const sty_norm *nm = &m->norms[ni];
+    for (int c = 0; c < nm->c; c++) {
+        stats[nm->stats_offset + c] = (float)ps->mean[c];
+        stats[nm->stats_offset + nm->c + c] = (float)(ps->m2[c] / ps->count);
+    }
+}
 
 /* Copy rows/columns of a layer's activation between a crop and the frame's cache. */
 static void copy_block(float *frame_buf, int frame_w, const float *crop_buf, float *crop_out, int crop_w, int c,
@@ -422,18 +555,7 @@ static int exact_run_pass(stylize_ctx *ctx, const stylize_frame *in, stylize_fra
                 sty_write_rgb(in, out, x0, y0, x1, y1, kept, (long)r.out_w * 3, &post);
                 continue;
             }
-            const double nb = (double)(r.ry1 - r.ry0) * (r.rx1 - r.rx0), n = ps->count + nb;
-            for (int c = 0; c < nc; c++) { /* Chan et al.'s pairwise update */
-                if (ps->count == 0) {
-                    ps->mean[c] = moments[c];
-                    ps->m2[c] = moments[nc + c];
-                    continue;
-                }
-                const double d = moments[c] - ps->mean[c];
-                ps->mean[c] += d * nb / n;
-                ps->m2[c] += moments[nc + c] + d * d * ps->count * nb / n;
-            }
-            ps->count = n;
+            merge_moments(ps, moments, nc, (double)(r.ry1 - r.ry0) * (r.rx1 - r.rx0));
         }
     }
     return 0;
@@ -522,11 +644,7 @@ static int exact_frame(stylize_ctx *ctx, const stylize_frame *in, stylize_frame 
         }
         if (last)
             break;
-        const sty_norm *nm = &m->norms[ps.stop_norm];
-        for (int c = 0; c < nm->c; c++) {
-            stats[nm->stats_offset + c] = (float)mean[c];
-            stats[nm->stats_offset + nm->c + c] = (float)(m2[c] / ps.count);
-        }
+        store_stats(m, ps.stop_norm, &ps, stats);
     }
     return 0;
 }
@@ -554,11 +672,86 @@ static int exact_partial_stats(stylize_ctx *ctx, const stylize_frame *in, float 
         int r = exact_run_pass(ctx, in, NULL, &t, stats, &ps);
         if (r)
             return r;
-        const sty_norm *nm = &m->norms[ni];
-        for (int c = 0; c < nm->c; c++) {
-            stats[nm->stats_offset + c] = (float)mean[c];
-            stats[nm->stats_offset + nm->c + c] = (float)(m2[c] / ps.count);
+        store_stats(m, ni, &ps, stats);
+    }
+    return 0;
+}
+
+/* The sample estimator's passes (see plan_sample); exact_layers > 0 first
+ * takes the first norm layers' statistics from the whole frame, exactly. */
+static int sample_stats(stylize_ctx *ctx, const stylize_frame *in, float *stats)
+{
+    sty_engine *e = ctx->engine;
+    const sty_model *m = e->model;
+    const int W = in->width, H = in->height;
+    const sample_plan sp = plan_sample(ctx, W, H);
+    const int side = sp.side;
+    unsigned char eligible[1024];
+    if (m->n_layers > 1024)
+        return sty_set_error(ctx, STYLIZE_ERR_UNSUPPORTED, "tin_stats=sample: more than 1024 layers");
+    const size_t cache_floats = plan_sample_cache(ctx, &sp, tiles_memory(ctx, W, H, STYLIZE_MODE_TIN), eligible);
+    if (grow_floats(&ctx->crop_in, &ctx->crop_in_cap, (size_t)side * side * 3))
+        return sty_set_error(ctx, STYLIZE_ERR_NOMEM, "out of memory for %dx%d sample tiles", side, side);
+    if (cache_floats) {
+        int r;
+        if ((r = grow_act(ctx, &ctx->act[0], &ctx->act_cap[0], cache_floats)) ||
+            (r = grow_act(ctx, &ctx->act[1], &ctx->act_cap[1], cache_floats)))
+            return r;
+    }
+    const int n_exact = ctx->opts.exact_layers < m->n_norms ? ctx->opts.exact_layers : m->n_norms;
+    if (n_exact > 0) {
+        int r = exact_partial_stats(ctx, in, stats, n_exact);
+        if (r)
+            return r;
+    }
+    double mean[STY_MAX_WIDTH], m2[STY_MAX_WIDTH], moments[2 * STY_MAX_WIDTH];
+    const int profile = getenv("STYLIZE_EXACT_PROFILE") && atoi(getenv("STYLIZE_EXACT_PROFILE")) > 0;
+    struct timespec t0, t1;
+    int cur_b = 0, cur_buf = 0; /* the filled boundary (0: none) and its buffer */
+    for (int li = 0; li < m->n_layers; li++) {
+        const int ni = m->layers[li].norm;
+        if (ni < n_exact) /* no norm here, or known exactly */
+            continue;
+        if (profile)
+            clock_gettime(CLOCK_MONOTONIC, &t0);
+        int save = 0;
+        for (int b = cur_b + 1; b <= li; b++)
+            if (eligible[b] && cache_floats)
+                save = b;
+        const size_t start_stride = cur_b ? boundary_floats(m, cur_b, side, side) : 0;
+        const size_t save_stride = save ? boundary_floats(m, save, side, side) : 0;
+        const int rows = layer_size(m, li, side);
+        exact_pass ps = {.stop_norm = ni, .mean = mean, .m2 = m2};
+        for (int i = 0; i < sp.n; i++) {
+            sty_run r = {.in = ctx->crop_in, .h = side, .w = side, .norm = STY_NORM_FIXED, .stats = stats,
+                         .moments = moments, .stop_norm = ni, .ry0 = 0, .ry1 = rows, .rx0 = 0, .rx1 = rows,
+                         .start_layer = cur_b, .save_layer = save - 1};
+            if (cur_b) {
+                r.act = ctx->act[cur_buf] + (size_t)i * start_stride;
+            } else {
+                int x0, y0;
+                sample_origin(ctx, &sp, W, H, i, &x0, &y0);
+                sty_read_rgb(in, x0, y0, side, side, ctx->crop_in);
+            }
+            if (save)
+                r.save = ctx->act[!cur_buf] + (size_t)i * save_stride;
+            int ret = e->ops->run(e->backend, &r);
+            if (ret)
+                return sty_set_error(ctx, ret, "%s backend failed on a %dx%d sample tile: %s", e->ops->name, side,
+                                     side, stylize_strerror(ret));
+            merge_moments(&ps, moments, m->norms[ni].c, (double)rows * rows);
         }
+        if (profile) {
+            clock_gettime(CLOCK_MONOTONIC, &t1);
+            fprintf(stderr, "sample %dx%d, %d tiles of %d: norm %-2d layers %2d..%-2d (from %s)%s %8.1f ms\n", W, H,
+                    sp.n, side, ni, cur_b, li, cur_b ? "cache" : "frame", save ? " +cache" : "       ",
+                    (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6);
+        }
+        if (save) {
+            cur_b = save;
+            cur_buf = !cur_buf;
+        }
+        store_stats(m, ni, &ps, stats);
     }
     return 0;
 }

@@ -55,6 +55,7 @@ void stylize_options_default(stylize_options *o)
     o->mode = STYLIZE_MODE_AUTO;
     o->thumb = 0;
     o->exact_layers = 1;
+    o->tin_stats = STYLIZE_TIN_STATS_SAMPLE;
     o->tile = 768;
     o->overlap = -1;
     o->strength = 1.0f;
@@ -105,6 +106,23 @@ int stylize_mode_from_name(const char *name, stylize_mode *mode)
     return STYLIZE_ERR_INVALID_ARG;
 }
 
+static const char *const tin_stats_names[] = {"sample", "thumbnail"};
+
+int stylize_tin_stats_from_name(const char *name, stylize_tin_stats *tin_stats)
+{
+    for (int i = 0; name && i < 2; i++)
+        if (!strcmp(name, tin_stats_names[i])) {
+            *tin_stats = (stylize_tin_stats)i;
+            return STYLIZE_OK;
+        }
+    return STYLIZE_ERR_INVALID_ARG;
+}
+
+const char *stylize_tin_stats_name(stylize_tin_stats tin_stats)
+{
+    return (unsigned)tin_stats < 2 ? tin_stats_names[tin_stats] : "?";
+}
+
 int stylize_backend_from_name(const char *name, stylize_backend *backend)
 {
     for (int i = 0; name && i < 4; i++)
@@ -148,6 +166,9 @@ static int check_options(const stylize_options *o, char *err, size_t n)
                STYLIZE_ERR_INVALID_ARG;
     if (o->exact_layers < 0 || o->exact_layers > 1000)
         return snprintf(err, n, "exact_layers %d is outside 0..1000", o->exact_layers), STYLIZE_ERR_INVALID_ARG;
+    if ((unsigned)o->tin_stats > STYLIZE_TIN_STATS_THUMBNAIL)
+        return snprintf(err, n, "tin_stats %d is not sample or thumbnail", (int)o->tin_stats),
+               STYLIZE_ERR_INVALID_ARG;
     if (o->still != 0 && o->still != 1)
         return snprintf(err, n, "still %d is not 0 or 1", o->still), STYLIZE_ERR_INVALID_ARG;
     if (o->thumb != 0 && (o->thumb < 16 || o->thumb > 16384))
