@@ -557,13 +557,14 @@ def thumbnail_stats(model, img, thumb):
     return st
 
 
-def sample_plan(h, w, th, tw, align=4, side=256):
+def sample_plan(h, w, th, tw, align=4, side=256, max_crop=None):
     """The sample estimator's tiles (core/src/process.c, plan_sample): the
     side and the (y0, x0) origins of tiles of side x side at the frame's own
     resolution, one centred in each cell of a kx x ky grid, with about as
-    many pixels in all as a th x tw thumbnail."""
+    many pixels in all as a th x tw thumbnail. max_crop: the shorter side of
+    the largest tile crop (the side is no larger)."""
     side = -(-side // align) * align
-    small = min(w, h)
+    small = min(w, h) if max_crop is None else min(w, h, max_crop)
     if side > small:
         side = small // align * align if small >= align else small
     n = th * tw / float(side * side)

@@ -100,7 +100,8 @@ typedef enum stylize_pixfmt {
  * at the end in later versions. */
 typedef struct stylize_options {
     stylize_mode mode;     /* default STYLIZE_MODE_AUTO */
-    int thumb;             /* TIN thumbnail: longer side in pixels, 16..16384, never upscaled; 0 = auto
+    int thumb;             /* TIN thumbnail: longer side in pixels, 16..16384, never upscaled (with
+                              tin_stats=sample the sample has the thumbnail's number of pixels); 0 = auto
                               (default): the largest thumbnail with no more pixels than one tile's crop
                               (at least 512; about 1184x666 for a 16:9 frame with tile 768), so the
                               thumbnail pass needs no more memory than a tile. 512 was the default
@@ -129,12 +130,12 @@ typedef struct stylize_options {
                               auto uses tin for them */
     int exact_layers;      /* tin: the first exact_layers instance-norm layers use the frame's exact
                               statistics (computed in tiles as exact mode does, one pass per layer
-                              over the first layers only), the others the thumbnail's. Default 1
-                              (about 5-8 % of a frame's time); 0 = the thumbnail's statistics only
-                              (the estimator before; it is also what frames no larger than the
-                              thumbnail get); values >= the number of norm layers give exact mode's
-                              statistics with tin's memory but several times its time. The cuda
-                              backend has no exact passes: there it is ignored (thumbnail only) */
+                              over the first layers only), the others are estimated (tin_stats).
+                              Default 1 (about 5-8 % of a frame's time); 0 = estimate all; values >=
+                              the number of norm layers give exact mode's statistics with tin's memory
+                              but several times its time. Frames no larger than the thumbnail use
+                              their own statistics. The cuda backend has no exact passes: there it is
+                              ignored (thumbnail only) */
     stylize_tin_stats tin_stats; /* tin: how the other layers' statistics are estimated; default
                               STYLIZE_TIN_STATS_SAMPLE. `thumb` sets the size of either (the sample has
                               the thumbnail's number of pixels) */

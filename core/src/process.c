@@ -215,8 +215,12 @@ static sample_plan plan_sample(const stylize_ctx *ctx, int W, int H)
     int tw, th;
     thumb_size(ctx, &f, &tw, &th);
     sample_plan sp;
+    /* no larger than the tiles' crops, whose buffers the sample tiles reuse */
+    const tiling t = plan_tiles(ctx, W, H, ctx->opts.tile, ctx->opts.overlap);
     int side = round_up(STY_SAMPLE_SIDE, align);
-    const int small = W < H ? W : H;
+    int small = W < H ? W : H;
+    small = t.max_cw < small ? t.max_cw : small;
+    small = t.max_ch < small ? t.max_ch : small;
     if (side > small)
         side = small >= align ? small / align * align : small;
     sp.side = side;
