@@ -557,14 +557,13 @@ def thumbnail_stats(model, img, thumb):
     return st
 
 
-def sample_plan(h, w, th, tw, align=4, side=256, max_crop=None):
+def sample_plan(h, w, th, tw, align=4, side=256):
     """The sample estimator's tiles (core/src/process.c, plan_sample): the
     side and the (y0, x0) origins of tiles of side x side at the frame's own
     resolution, one centred in each cell of a kx x ky grid, with about as
-    many pixels in all as a th x tw thumbnail. max_crop: the shorter side of
-    the largest tile crop (the side is no larger)."""
+    many pixels in all as a th x tw thumbnail (and each no more)."""
     side = -(-side // align) * align
-    small = min(w, h) if max_crop is None else min(w, h, max_crop)
+    small = min(w, h, int(math.sqrt(float(tw * th))))
     if side > small:
         side = small // align * align if small >= align else small
     n = th * tw / float(side * side)

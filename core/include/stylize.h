@@ -74,9 +74,10 @@ typedef enum stylize_precision {
  * the thumbnail; a frame no larger is its own thumbnail, and its statistics
  * are full's). */
 typedef enum stylize_tin_stats {
-    STYLIZE_TIN_STATS_SAMPLE = 0,    /* default: tiles of 256 pixels at the frame's own resolution, one from
-                                        the centre of each cell of a grid over the frame, as many pixels in
-                                        all as the thumbnail; each runs alone and the statistics are pooled
+    STYLIZE_TIN_STATS_SAMPLE = 0,    /* default: tiles of 256 pixels (smaller for a smaller thumbnail) at
+                                        the frame's own resolution, one from the centre of each cell of a
+                                        grid over the frame, as many pixels in all as the thumbnail (so it
+                                        does not depend on `tile`); each runs alone and the statistics are pooled
                                         over them layer by layer (one pass per norm layer). Right scale, so
                                         far closer to full than a thumbnail (docs/tin_measurement.md). Needs
                                         exact passes: the cuda backend and compact models use the thumbnail */

@@ -215,12 +215,12 @@ static sample_plan plan_sample(const stylize_ctx *ctx, int W, int H)
     int tw, th;
     thumb_size(ctx, &f, &tw, &th);
     sample_plan sp;
-    /* no larger than the tiles' crops, whose buffers the sample tiles reuse */
-    const tiling t = plan_tiles(ctx, W, H, ctx->opts.tile, ctx->opts.overlap);
+    /* no more pixels per tile than the thumbnail has (its memory bound), and
+     * independent of the tiles (tiled = untiled) */
     int side = round_up(STY_SAMPLE_SIDE, align);
     int small = W < H ? W : H;
-    small = t.max_cw < small ? t.max_cw : small;
-    small = t.max_ch < small ? t.max_ch : small;
+    const int thumb_side = (int)sqrt((double)tw * th);
+    small = thumb_side < small ? thumb_side : small;
     if (side > small)
         side = small >= align ? small / align * align : small;
     sp.side = side;
@@ -298,10 +298,12 @@ static size_t tiles_memory(const stylize_ctx *ctx, int W, int H, stylize_mode mo
     tiling t = plan_tiles(ctx, W, H, tile, mode_overlap(ctx, mode));
     size_t need = e->ops->workspace_bytes(e->model, t.max_ch, t.max_cw);
     need += 2 * sizeof(float) * 3 * (size_t)t.max_cw * (size_t)t.max_ch; /* crop in and out */
-    if (mode == STYLIZE_MODE_TIN && uses_sample(ctx, W, H)) { /* sample tiles are no larger than crops */
+    if (mode == STYLIZE_MODE_TIN && uses_sample(ctx, W, H)) { /* the backend's buffers serve both */
         const sample_plan sp = plan_sample(ctx, W, H);
         const size_t sample_ws = e->ops->workspace_bytes(e->model, sp.side, sp.side);
-        return need > sample_ws ? need : sample_ws;
+        const size_t side2 = (size_t)sp.side * sp.side, crop2 = (size_t)t.max_cw * t.max_ch;
+        need = need > sample_ws ? need : sample_ws;
+        return need + (side2 > crop2 ? sizeof(float) * 3 * (side2 - crop2) : 0); /* crop_in grows to a tile */
     }
     if (mode == STYLIZE_MODE_TIN) {
         stylize_frame f = {.width = W, .height = H};
