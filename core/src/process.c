@@ -160,21 +160,25 @@ static size_t exact_budget(const stylize_ctx *ctx)
     return ctx->opts.max_memory ? ctx->opts.max_memory : STYLIZE_AUTO_BUDGET;
 }
 
-/* base: the tiles' working memory. eligible may be NULL (size only).
- * Returns the floats of one frame buffer; *crop_floats: of one crop buffer. */
-static size_t plan_exact_cache(const stylize_ctx *ctx, int W, int H, size_t base, unsigned char *eligible,
-                               size_t *crop_floats)
+/* Which boundaries b can be cached within half of what the budget leaves
+ * beyond base each (two buffers): those with no residual block open across
+ * them whose `count` activations of a w x h input, plus one of a crop_w x
+ * crop_h crop (crop_w 0: none), fit. eligible may be NULL (size only).
+ * Returns the floats of the largest eligible count x w x h activation;
+ * *crop_floats (may be NULL): of the largest eligible crop activation. */
+static size_t plan_cache(const stylize_ctx *ctx, size_t base, int count, int w, int h, int crop_w, int crop_h,
+                         unsigned char *eligible, size_t *crop_floats)
 {
     const sty_model *m = ctx->engine->model;
     const size_t budget = exact_budget(ctx);
     const size_t per_buf = budget > base ? (budget - base) / 2 : 0;
-    const tiling t = plan_tiles(ctx, W, H, ctx->opts.tile, -1);
     size_t largest = 0, crop = 0;
     int open = 0;
     for (int b = 1; b < m->n_layers; b++) {
         const sty_layer *prev = &m->layers[b - 1];
         open = (open || prev->save_skip) && !prev->add_skip;
-        const size_t fl = boundary_floats(m, b, W, H), cf = boundary_floats(m, b, t.max_cw, t.max_ch);
+        const size_t fl = (size_t)count * boundary_floats(m, b, w, h);
+        const size_t cf = crop_w ? boundary_floats(m, b, crop_w, crop_h) : 0;
         const int ok = !open && (fl + cf) * sizeof(float) <= per_buf;
         if (eligible)
             eligible[b] = (unsigned char)ok;
@@ -183,8 +187,18 @@ static size_t plan_exact_cache(const stylize_ctx *ctx, int W, int H, size_t base
         if (ok && cf > crop)
             crop = cf;
     }
-    *crop_floats = crop;
+    if (crop_floats)
+        *crop_floats = crop;
     return largest;
+}
+
+/* base: the tiles' working memory. eligible may be NULL (size only).
+ * Returns the floats of one frame buffer; *crop_floats: of one crop buffer. */
+static size_t plan_exact_cache(const stylize_ctx *ctx, int W, int H, size_t base, unsigned char *eligible,
+                               size_t *crop_floats)
+{
+    const tiling t = plan_tiles(ctx, W, H, ctx->opts.tile, -1);
+    return plan_cache(ctx, base, 1, W, H, t.max_cw, t.max_ch, eligible, crop_floats);
 }
 
 /* tin's sample estimator (tin_stats=sample, the default). A thumbnail sees
@@ -255,22 +269,7 @@ static void sample_origin(const stylize_ctx *ctx, const sample_plan *sp, int W, 
  * of one buffer (0: no cache). */
 static size_t plan_sample_cache(const stylize_ctx *ctx, const sample_plan *sp, size_t base, unsigned char *eligible)
 {
-    const sty_model *m = ctx->engine->model;
-    const size_t budget = exact_budget(ctx);
-    const size_t per_buf = budget > base ? (budget - base) / 2 : 0;
-    size_t largest = 0;
-    int open = 0;
-    for (int b = 1; b < m->n_layers; b++) {
-        const sty_layer *prev = &m->layers[b - 1];
-        open = (open || prev->save_skip) && !prev->add_skip;
-        const size_t fl = (size_t)sp->n * boundary_floats(m, b, sp->side, sp->side);
-        const int ok = !open && fl * sizeof(float) <= per_buf;
-        if (eligible)
-            eligible[b] = (unsigned char)ok;
-        if (ok && fl > largest)
-            largest = fl;
-    }
-    return largest;
+    return plan_cache(ctx, base, sp->n, sp->side, sp->side, 0, 0, eligible, NULL);
 }
 
 /* Does tin estimate a W x H frame's statistics from a sample (else from a
