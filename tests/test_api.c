@@ -243,6 +243,12 @@ static void test_options(const char *model)
     r = stylize_create(model, &o, &ctx, err, sizeof(err));
     CHECK(r == STYLIZE_ERR_INVALID_ARG && strstr(err, "smooth"), "smooth 1: %d %s", r, err);
 
+    stylize_options_default(&o);
+    CHECK(o.tin_stats == STYLIZE_TIN_STATS_SAMPLE, "tin_stats defaults to sample");
+    o.tin_stats = (stylize_tin_stats)7;
+    r = stylize_create(model, &o, &ctx, err, sizeof(err));
+    CHECK(r == STYLIZE_ERR_INVALID_ARG && !ctx && strstr(err, "tin_stats"), "tin_stats 7: %d %s", r, err);
+
     r = stylize_create("/nonexistent/model.safetensors", NULL, &ctx, err, sizeof(err));
     CHECK(r == STYLIZE_ERR_IO && strstr(err, "/nonexistent/model.safetensors") && strstr(err, "No such file"),
           "missing file: %d %s", r, err);
@@ -254,6 +260,14 @@ static void test_options(const char *model)
     CHECK(stylize_mode_from_name("patch", &m) == 0 && m == STYLIZE_MODE_PATCH, "mode name");
     CHECK(stylize_mode_from_name("bogus", &m) == STYLIZE_ERR_INVALID_ARG, "bogus mode");
     CHECK(stylize_backend_from_name("ref", &b) == 0 && b == STYLIZE_BACKEND_REF, "backend name");
+    stylize_precision pr;
+    CHECK(stylize_precision_from_name("bf16", &pr) == 0 && pr == STYLIZE_PRECISION_BF16, "precision name");
+    CHECK(stylize_precision_from_name(NULL, &pr) == STYLIZE_ERR_INVALID_ARG, "NULL precision name");
+    stylize_tin_stats ts;
+    CHECK(stylize_tin_stats_from_name("thumbnail", &ts) == 0 && ts == STYLIZE_TIN_STATS_THUMBNAIL &&
+          !strcmp(stylize_tin_stats_name(ts), "thumbnail"), "tin_stats name");
+    CHECK(stylize_tin_stats_from_name("thumb", &ts) == STYLIZE_ERR_INVALID_ARG &&
+          !strcmp(stylize_tin_stats_name((stylize_tin_stats)9), "?"), "bogus tin_stats");
 
     /* Runtime changes: a bad value is rejected whole and the old options stay. */
     ctx = create(model, NULL);

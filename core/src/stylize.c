@@ -70,6 +70,17 @@ void stylize_options_default(stylize_options *o)
 static const char *const mode_names[] = {"tin", "full", "patch", "exact", "auto"};
 static const char *const backend_names[] = {"auto", "ref", "dnnl", "cuda"};
 static const char *const precision_names[] = {"auto", "fp32", "bf16", "fp16"};
+static const char *const tin_stats_names[] = {"sample", "thumbnail"};
+#define N_NAMES(table) ((int)(sizeof(table) / sizeof(table[0])))
+
+/* The index of name in a table of n names (the enum value), or -1. */
+static int name_index(const char *name, const char *const *table, int n)
+{
+    for (int i = 0; name && i < n; i++)
+        if (!strcmp(name, table[i]))
+            return i;
+    return -1;
+}
 
 /* Backends built into this library, fastest first (AUTO takes the first available). */
 static const sty_backend_ops *const backends[] = {
@@ -98,49 +109,43 @@ static const sty_backend_ops *find_backend(stylize_backend id, const sty_model *
 
 int stylize_mode_from_name(const char *name, stylize_mode *mode)
 {
-    for (int i = 0; name && i < 5; i++)
-        if (!strcmp(name, mode_names[i])) {
-            *mode = (stylize_mode)i;
-            return STYLIZE_OK;
-        }
-    return STYLIZE_ERR_INVALID_ARG;
+    const int i = name_index(name, mode_names, N_NAMES(mode_names));
+    if (i < 0)
+        return STYLIZE_ERR_INVALID_ARG;
+    *mode = (stylize_mode)i;
+    return STYLIZE_OK;
 }
-
-static const char *const tin_stats_names[] = {"sample", "thumbnail"};
 
 int stylize_tin_stats_from_name(const char *name, stylize_tin_stats *tin_stats)
 {
-    for (int i = 0; name && i < 2; i++)
-        if (!strcmp(name, tin_stats_names[i])) {
-            *tin_stats = (stylize_tin_stats)i;
-            return STYLIZE_OK;
-        }
-    return STYLIZE_ERR_INVALID_ARG;
+    const int i = name_index(name, tin_stats_names, N_NAMES(tin_stats_names));
+    if (i < 0)
+        return STYLIZE_ERR_INVALID_ARG;
+    *tin_stats = (stylize_tin_stats)i;
+    return STYLIZE_OK;
 }
 
 const char *stylize_tin_stats_name(stylize_tin_stats tin_stats)
 {
-    return (unsigned)tin_stats < 2 ? tin_stats_names[tin_stats] : "?";
+    return (unsigned)tin_stats < (unsigned)N_NAMES(tin_stats_names) ? tin_stats_names[tin_stats] : "?";
 }
 
 int stylize_backend_from_name(const char *name, stylize_backend *backend)
 {
-    for (int i = 0; name && i < 4; i++)
-        if (!strcmp(name, backend_names[i])) {
-            *backend = (stylize_backend)i;
-            return STYLIZE_OK;
-        }
-    return STYLIZE_ERR_INVALID_ARG;
+    const int i = name_index(name, backend_names, N_NAMES(backend_names));
+    if (i < 0)
+        return STYLIZE_ERR_INVALID_ARG;
+    *backend = (stylize_backend)i;
+    return STYLIZE_OK;
 }
 
 int stylize_precision_from_name(const char *name, stylize_precision *precision)
 {
-    for (int i = 0; name && i < 4; i++)
-        if (!strcmp(name, precision_names[i])) {
-            *precision = (stylize_precision)i;
-            return STYLIZE_OK;
-        }
-    return STYLIZE_ERR_INVALID_ARG;
+    const int i = name_index(name, precision_names, N_NAMES(precision_names));
+    if (i < 0)
+        return STYLIZE_ERR_INVALID_ARG;
+    *precision = (stylize_precision)i;
+    return STYLIZE_OK;
 }
 
 const char *stylize_precision_name(stylize_precision precision)
