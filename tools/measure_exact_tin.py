@@ -82,7 +82,8 @@ def main():
     ap.add_argument("--max-memory", default="0", help="for exact (its activation cache), e.g. 4G")
     ap.add_argument("--build", default=str(REPO / "build"))
     ap.add_argument("--keep", help="folder to keep the input and every model's exact output in")
-    ap.add_argument("--quick", action="store_true", help="only the old and the new defaults")
+    ap.add_argument("--quick", action="store_true", help="only the old and the new defaults (and the new "
+                    "default at each of --thumbs)")
     ap.add_argument("--exact-from", help="a --keep folder of an earlier run on the same input: reuse its exact "
                     "outputs (exact_MODEL.png) instead of computing them")
     args = ap.parse_args()
@@ -98,8 +99,9 @@ def main():
                 ("sample auto, exact_layers 1 (the new default)", 0, 1, "sample")] + \
                [("%s %s, exact_layers %d" % (e, t, k), int(t), k, e) for t in args.thumbs.split(",") if t
                 for k in (0, 1) for e in ("thumbnail", "sample")]
-    if args.quick:
-        variants = [variants[0], variants[3], variants[4], variants[5]]
+    if args.quick:  # and of --thumbs only the default estimator (sample, exact_layers 1)
+        variants = [variants[0], variants[3], variants[4], variants[5]] + \
+                   [v for v in variants[6:] if v[2] == 1 and v[3] == "sample"]
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         img, what = content(size, build, tmp)
