@@ -21,7 +21,7 @@ composition computed in steps, and ffplay (SDL's dummy video driver) showing
 exactly the frames ffmpeg decodes.
 
 Frames are 64x64 (SVT-AV1's minimum) and few; the shipped
-starry_night_fast model keeps it to seconds. Skipped, with the reason, on a
+starry_night_live model keeps it to seconds. Skipped, with the reason, on a
 minimal FFmpeg build (--ffmpeg-profile=minimal), which has none of these
 codecs; on a full build a missing codec is a failure.
 """
@@ -39,7 +39,7 @@ BUILD = Path(os.environ.get("STYLIZE_BUILD", REPO / "build"))
 FFMPEG = Path(os.environ.get("STYLIZE_FFMPEG", BUILD / "bin" / "ffmpeg"))
 FFPROBE = FFMPEG.with_name("ffprobe")
 FFPLAY = FFMPEG.with_name("ffplay")
-MODEL = REPO / "models" / "starry_night_fast.safetensors"
+MODEL = REPO / "models" / "starry_night_live.safetensors"
 FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")   # fonts-dejavu-core
 W = H = 64
 FRAMES = 5

@@ -11,7 +11,7 @@ from conftest import BUILD, REPO, SHARED
 import style_quality as sq
 
 PYTHON = "/usr/bin/python3"
-FAST = REPO / "models" / "starry_night_fast.safetensors"
+STYLE = REPO / "models" / "starry_night.safetensors"
 
 
 def run_tool(*args):
@@ -63,8 +63,8 @@ def test_shift_right():
 @pytest.fixture(scope="module")
 def style_run(tmp_path_factory, shared):
     out = tmp_path_factory.mktemp("sq")
-    r = run_tool("-m", FAST, "--long-side", 64, "--no-flicker", "--threads", 1, "--cell", 64,
-                 "--label", "starry_night_fast=v1", "-o", out)
+    r = run_tool("-m", STYLE, "--long-side", 64, "--no-flicker", "--threads", 1, "--cell", 64,
+                 "--label", "starry_night=v1", "-o", out)
     assert r.returncode == 0, r.stderr
     return out, r.stdout
 
@@ -81,7 +81,7 @@ def test_style_mode_end_to_end(style_run):
                  for r in m["per_image"].values()]))
     assert len(m["per_image"]) == 8 and len(m["style_per_layer"]) == 9
     assert 0.3 < m["content_distance"] < 3 and 0 < m["gram_spread"] < 1
-    row = "| starry_night_fast | v1 | %.3f |" % m["style_distance"]
+    row = "| starry_night | v1 | %.3f |" % m["style_distance"]
     assert row in stdout and (out / "style_quality.md").read_text() in stdout
     from PIL import Image
     with Image.open(out / "style_quality_sheet.jpg") as sheet:
@@ -106,19 +106,19 @@ def test_stylized_is_closer_to_the_painting_than_the_photo(style_run):
 
 
 def test_teacher_mode_against_itself(tmp_path, shared):
-    r = run_tool("--teacher", FAST, "-m", FAST, "--long-side", 48, "--threads", 1, "-o", tmp_path)
+    r = run_tool("--teacher", STYLE, "-m", STYLE, "--long-side", 48, "--threads", 1, "-o", tmp_path)
     assert r.returncode == 0, r.stderr
     res = json.loads((tmp_path / "teacher.json").read_text())
     assert res["psnr"] is None and res["block_psnr"] is None  # identical: infinite PSNR
     assert res["ssim"] == pytest.approx(1.0) and res["gram_distance"] == 0
     assert 5 < res["teacher_consistency_psnr"] < 60
-    assert "| starry_night_fast | starry_night_fast | inf | inf | 1.000 | 0.000 |" in r.stdout
+    assert "| starry_night | starry_night | inf | inf | 1.000 | 0.000 |" in r.stdout
 
 
 @pytest.mark.parametrize("args,msg", [
     (["-m", "nope.safetensors", "--no-flicker"], "nope.safetensors not found"),
-    (["--teacher", FAST, "-m", FAST, "-m", FAST], "exactly one --model"),
-    (["-m", FAST, "--style-image", "starry_night_fast"], "expected STYLE=PATH"),
+    (["--teacher", STYLE, "-m", STYLE, "-m", STYLE], "exactly one --model"),
+    (["-m", STYLE, "--style-image", "starry_night"], "expected STYLE=PATH"),
     ([], "no model"),
 ])
 def test_errors(args, msg, tmp_path):

@@ -49,7 +49,7 @@ the per-image MSE (RGB, peak 255). Output: OUT/teacher.md, OUT/teacher.json.
 
     tools/style_quality.py -m models/starry_night.safetensors -m models/mosaic.safetensors
     tools/style_quality.py --teacher models/starry_night.safetensors \\
-        --model models/starry_night_fast.safetensors
+        --model models/starry_night_live.safetensors
 
 Run with /usr/bin/python3 (torch, OpenCV, scikit-image). Exit status 0, or 1
 with a message on any error.

@@ -76,8 +76,9 @@ typedef enum stylize_precision {
 typedef enum stylize_tin_stats {
     STYLIZE_TIN_STATS_SAMPLE = 0,    /* default: tiles of 256 pixels (smaller for a smaller thumbnail) at
                                         the frame's own resolution, one from the centre of each cell of a
-                                        grid over the frame, as many pixels in all as the thumbnail (so it
-                                        does not depend on `tile`); each runs alone and the statistics are pooled
+                                        grid over the frame, as many pixels in all as the thumbnail (with
+                                        thumb auto, a tenth of a frame larger than 4K: at most 5x the
+                                        thumbnail's pixels); each runs alone and the statistics are pooled
                                         over them layer by layer (one pass per norm layer). Right scale, so
                                         far closer to full than a thumbnail (docs/tin_measurement.md). Needs
                                         exact passes: the cuda backend and compact models use the thumbnail */
@@ -102,7 +103,8 @@ typedef enum stylize_pixfmt {
 typedef struct stylize_options {
     stylize_mode mode;     /* default STYLIZE_MODE_AUTO */
     int thumb;             /* TIN thumbnail: longer side in pixels, 16..16384, never upscaled (with
-                              tin_stats=sample the sample has the thumbnail's number of pixels); 0 = auto
+                              tin_stats=sample the sample has the thumbnail's number of pixels, and with
+                              thumb auto a tenth of a larger frame's, at most 5x: beyond 4K); 0 = auto
                               (default): the largest thumbnail with no more pixels than one tile's crop
                               (at least 512; about 1184x666 for a 16:9 frame with tile 768), so the
                               thumbnail pass needs no more memory than a tile. 512 was the default
@@ -204,6 +206,8 @@ stylize_precision stylize_active_precision(const stylize_ctx *ctx);
  * folder (PREFIX/share/stylize/models), then in each folder of the
  * colon-separated STYLIZE_MODEL_PATH, then (the build tree's library
  * only, not the one `make install` installs) in the source tree's models/.
+ * A style that was renamed is still found by its old name when no file of
+ * that name exists (starry_night_fast -> starry_night_live).
  * Writes the path to path[0..path_size) and returns 0, or
  * STYLIZE_ERR_IO when nothing is found (path then holds a message listing
  * where it looked). */
