@@ -156,3 +156,20 @@ def test_distill_refuses_a_compact_teacher(tmp_path, vgg_dir, capsys):
                        "--content", str(a), "--vgg", str(vgg_dir), "--iterations", "1"])
     assert rc == 1
     assert "teacher" in capsys.readouterr().err
+
+
+def test_amp_choice(monkeypatch):
+    """--amp auto: bf16 on a CPU only where the caller measured it faster and
+    the CPU has native bf16 (distill.py yes, train.py no); fp16 is CUDA's."""
+    from stylize_nets import device as nd
+    cpu = torch.device("cpu")
+    for native in (False, True):
+        monkeypatch.setattr(nd, "cpu_has_native_bf16", lambda native=native: native)
+        assert nd.pick_amp("auto", cpu, bf16_pays_on_cpu=True) == ("bf16" if native else "off")
+        assert nd.pick_amp("auto", cpu, bf16_pays_on_cpu=False) == "off"
+    assert nd.pick_amp("bf16", cpu) == "bf16" and nd.pick_amp("off", cpu) == "off"
+    with pytest.raises(ValueError, match="fp16 needs CUDA"):
+        nd.pick_amp("fp16", cpu)
+    with open("/proc/cpuinfo") as f:
+        flags = next((l for l in f if l.startswith("flags")), "")
+    assert nd.cpu_has_native_bf16() == ("avx512_bf16" in flags.split() or "amx_bf16" in flags.split())

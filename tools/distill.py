@@ -45,7 +45,7 @@ sys.path.insert(0, str(TOOLS))
 import stylize_safetensors  # noqa: E402
 import torch_reference as tr  # noqa: E402
 import vgg19_tfjs  # noqa: E402
-from stylize_nets import compact  # noqa: E402
+from stylize_nets import compact, device as nets_device  # noqa: E402
 from stylize_nets.classic import run_net  # noqa: E402
 from stylize_nets.data import read_image  # noqa: E402
 from stylize_nets.losses import DistillLoss, stability_loss  # noqa: E402
@@ -236,15 +236,14 @@ def export(student, args, it, n_photos, teacher_meta):
 
 
 def distill(args):
-    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto"
-                          else args.device)
+    try:
+        device = nets_device.pick_device(args.device)
+        amp = nets_device.pick_amp(args.amp, device, bf16_pays_on_cpu=True)
+    except ValueError as e:
+        raise DistillError(str(e)) from None
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    amp = args.amp
-    if amp == "auto":
-        amp = "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "off"
-    autocast = (lambda: torch.autocast(device.type, enabled=False)) if amp == "off" else \
-        (lambda: torch.autocast(device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16))
+    autocast = nets_device.autocast_factory(amp, device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     scale_range = [float(v) for v in args.scale.split(",")]

@@ -5,4 +5,5 @@ tests compare libstylize with.
   compact   the model-described compact family (docs/COMPACT.md)
   losses    VGG19 perceptual, Gram and temporal-stability losses
   data      content photographs and random crops (on the training device)
+  device    the training device and its mixed precision (--device, --amp)
 """
