@@ -37,7 +37,7 @@ int main(int argc, char **argv) {
 """
 SUFFIX = "-stylize"
 FF_PROGS = ["ffmpeg", "ffprobe", "ffplay"]
-STYLE = "starry_night_live"          # a shipped model, found by name
+STYLE = "starry_night"               # a shipped classic model (stylize-convert converts those), found by name
 W, H = 64, 48
 
 

@@ -261,6 +261,21 @@ def test_no_line_at_the_borders_of_a_photo(release, path, border_photos, tmp_pat
     assert border_lines(outs) == [], "(side, step in levels, interior RMS)"
 
 
+def flat_spread(b, live):
+    """The largest spread (max - min, levels) of a channel of an output of a
+    flat frame. A twin's pixel-shuffle output draws each of its 2x2 sub-pixel
+    phases from channels of its own, so a flat input gives a faint uniform 2x2
+    pattern from their biases (measured: up to 2 levels between the phases,
+    starry_night_live; 0 within each, in fp32 and bf16, tiled or not): for a
+    twin the spread within each phase, and the pattern at most 3 levels."""
+    if not live:
+        return (b.max(axis=(0, 1)) - b.min(axis=(0, 1))).max()
+    phases = [b[i::2, j::2] for i in range(2) for j in range(2)]
+    means = np.array([q.mean(axis=(0, 1)) for q in phases])
+    assert (means.max(axis=0) - means.min(axis=0)).max() <= 3, "a 2x2 pattern stronger than the biases make"
+    return max((q.max(axis=(0, 1)) - q.min(axis=(0, 1))).max() for q in phases)
+
+
 @pytest.mark.parametrize("path", MODELS, ids=[p.stem for p in MODELS])
 @pytest.mark.parametrize("opts", [[], ["--thumb", "64", "--tile", "64"]], ids=["default", "tiles"])
 def test_flat_grey_frame_stays_flat_to_the_borders(release, path, opts, tmp_path):
@@ -270,7 +285,7 @@ def test_flat_grey_frame_stays_flat_to_the_borders(release, path, opts, tmp_path
     Image.fromarray(np.full((150, 202, 3), 128, np.uint8)).save(src)
     release.run("stylize-image", "-m", path, "--threads", "1", "--precision", "fp32", *opts, src, out, check=True)
     b = np.asarray(Image.open(out).convert("RGB")).astype(int)
-    assert (b.max(axis=(0, 1)) - b.min(axis=(0, 1))).max() <= 1
+    assert flat_spread(b, path.stem in LIVE) <= 1
     # bf16 (where the CPU has it): the same, but for rounding. Measured: candy in `full` mode
     # (the default for this size) differs by up to 3 levels between the 2x2 phases of its
     # sub-pixel decoder, uniformly over the frame (not at the borders): the flat frame's
@@ -278,5 +293,5 @@ def test_flat_grey_frame_stays_flat_to_the_borders(release, path, opts, tmp_path
     if " avx512_bf16" in open("/proc/cpuinfo").read() or " amx_bf16" in open("/proc/cpuinfo").read():
         release.run("stylize-image", "-m", path, "--threads", "1", "--precision", "bf16", *opts, src, out, check=True)
         b = np.asarray(Image.open(out).convert("RGB")).astype(int)
-        spread = (b.max(axis=(0, 1)) - b.min(axis=(0, 1))).max()
+        spread = flat_spread(b, path.stem in LIVE)
         assert spread <= (3 if path.stem == "candy" else 1), spread
