@@ -238,17 +238,18 @@ static sample_plan plan_sample(const stylize_ctx *ctx, int W, int H)
     if (side > small)
         side = small >= align ? small / align * align : small;
     sp.side = side;
-    /* cells as square as the frame allows: the shorter axis first, so that its
-     * clamping (a very wide frame has room for one row) is made up on the other */
     /* as many pixels as the thumbnail; with thumb auto, a tenth of a larger
      * frame (at most 5x the thumbnail), since a fixed number of tiles samples
      * less and less of it: at 8K 12 tiles miss by 2-5 dB more (block-mean)
      * than 50 for 1.03-1.23x the time (docs/tin_measurement.md); up to 4K
      * the thumbnail's pixels are more than a tenth and nothing changes */
     double pixels = (double)tw * th;
-    if (ctx->opts.thumb <= 0 && (double)W * H / 10 > pixels)
-        pixels = (double)W * H / 10 < 5 * pixels ? (double)W * H / 10 : 5 * pixels;
+    const double tenth = (double)W * H / 10;
+    if (ctx->opts.thumb <= 0 && tenth > pixels)
+        pixels = tenth < 5 * pixels ? tenth : 5 * pixels;
     const double n = pixels / ((double)side * side);
+    /* cells as square as the frame allows: the shorter axis first, so that its
+     * clamping (a very wide frame has room for one row) is made up on the other */
     int *first = W >= H ? &sp.ky : &sp.kx, *second = W >= H ? &sp.kx : &sp.ky;
     const int room_first = W >= H ? H / side : W / side, room_second = W >= H ? W / side : H / side;
     *first = (int)(sqrt(n * (W >= H ? (double)H / W : (double)W / H)) + 0.5);
