@@ -344,14 +344,38 @@ def test_tin_sample_stats_match_pytorch(run_release, half_model, sample_frame, l
     path, model = half_model
     out, c_stats = run_release(path, sample_frame, "--mode", "tin", "--thumb", SAMPLE_THUMB, "--exact-layers",
                                layers, "--tin-stats", "sample", stats_out=True)
-    ref_stats = tr.sample_stats(model, sample_frame, SAMPLE_THUMB, exact_layers=layers)
+    assert_stats_close(model, c_stats, tr.sample_stats(model, sample_frame, SAMPLE_THUMB, exact_layers=layers))
+    d = absdiff(out, tr.stylize(model, sample_frame, stats=c_stats))
+    assert d.max() <= 1 and (d == 1).mean() < 0.005
+
+
+def assert_stats_close(model, c_stats, ref_stats):
     for name, ms, vs in _layer_slices(model):
         for what, sl in (("mean", ms), ("var", vs)):
             c, r = c_stats[sl].astype(np.float64), ref_stats[sl].astype(np.float64)
             err = np.abs(c - r) / (np.abs(r) + 1e-3 * max(np.abs(r).max(), 1e-6))
             assert err.max() < 1e-3, "%s %s: C %s vs PyTorch %s" % (name, what, c, r)
-    d = absdiff(out, tr.stylize(model, sample_frame, stats=c_stats))
-    assert d.max() <= 1 and (d == 1).mean() < 0.005
+
+
+def test_auto_sample_grows_with_the_frame(run_release, odd_model):
+    """With thumb auto, a frame with more than ten times the thumbnail's
+    pixels is sampled by a tenth of them (at most 5x the thumbnail's): a
+    thumbnail's worth of tiles covers less and less of a larger frame (2.4 %
+    at 8K). Small tiles make the auto thumbnail 512 wide, so a 2304x512 frame
+    already crosses the line: 2 sample tiles instead of the 1 of an explicit
+    thumb=512, and C's statistics are PyTorch's for each plan."""
+    path, model = odd_model
+    frame = np.ascontiguousarray(np.concatenate([content_image(768, 512, i) for i in range(3)], axis=1))
+    h, w = frame.shape[:2]
+    th, tw = tr.thumbnail_size(h, w, 512)
+    assert len(tr.sample_plan(h, w, th, tw)[1]) == 1
+    assert len(tr.sample_plan(h, w, th, tw, thumb_auto=True)[1]) == 2
+    base = ("--mode", "tin", "--tile", 128, "--exact-layers", 0, "--tin-stats", "sample")
+    _, auto = run_release(path, frame, *base, "--thumb", 0, stats_out=True)
+    _, fixed = run_release(path, frame, *base, "--thumb", 512, stats_out=True)
+    assert_stats_close(model, auto, tr.sample_stats(model, frame, 512, thumb_auto=True))
+    assert_stats_close(model, fixed, tr.sample_stats(model, frame, 512))
+    assert np.abs(auto.astype(np.float64) - fixed).max() > 1e-3 * np.abs(fixed).max()
 
 
 def test_tin_sample_without_cache_and_tiled(run_release, half_model, sample_frame):

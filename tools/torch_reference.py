@@ -557,16 +557,22 @@ def thumbnail_stats(model, img, thumb):
     return st
 
 
-def sample_plan(h, w, th, tw, align=4, side=256):
+def sample_plan(h, w, th, tw, align=4, side=256, thumb_auto=False):
     """The sample estimator's tiles (core/src/process.c, plan_sample): the
     side and the (y0, x0) origins of tiles of side x side at the frame's own
     resolution, one centred in each cell of a kx x ky grid, with about as
-    many pixels in all as a th x tw thumbnail (and each no more)."""
+    many pixels in all as a th x tw thumbnail (and each no more). With
+    thumb_auto (the thumb option left to auto), a frame with more than ten
+    times the thumbnail's pixels is sampled by a tenth of them instead, at
+    most five times the thumbnail's."""
     side = -(-side // align) * align
     small = min(w, h, int(math.sqrt(float(tw * th))))
     if side > small:
         side = small // align * align if small >= align else small
-    n = th * tw / float(side * side)
+    pixels = float(th * tw)
+    if thumb_auto and w * h / 10.0 > pixels:
+        pixels = min(w * h / 10.0, 5 * pixels)
+    n = pixels / float(side * side)
     if w >= h:  # the shorter axis first
         ky = min(max(int(math.sqrt(n * h / w) + 0.5), 1), h // side)
         kx = min(max(int(n / ky + 0.5), 1), w // side)
@@ -582,11 +588,12 @@ def sample_plan(h, w, th, tw, align=4, side=256):
     return side, origins
 
 
-def sample_stats(model, img, thumb, exact_layers=0):
+def sample_stats(model, img, thumb, exact_layers=0, thumb_auto=False):
     """TIN statistics from the sample estimator (tin_stats=sample): every
     sample tile runs alone; norm layer k's statistics are pooled over all
     tiles, each tile run with the pooled statistics of the layers before k.
-    The first exact_layers layers are the whole frame's own. Flat float32."""
+    The first exact_layers layers are the whole frame's own. thumb_auto: the
+    thumbnail of `thumb` is what thumb auto chose (sample_plan). Flat float32."""
     img = np.asarray(img)
     h, w = img.shape[:2]
     th, tw = thumbnail_size(h, w, thumb)
@@ -600,7 +607,7 @@ def sample_stats(model, img, thumb, exact_layers=0):
         with torch.no_grad():
             model(_to_tensor(img, dtype), record=rec)
         known = [(m.to(dtype), v.to(dtype)) for m, v in rec[:exact_layers]]
-    side, origins = sample_plan(h, w, th, tw)
+    side, origins = sample_plan(h, w, th, tw, thumb_auto=thumb_auto)
     tiles = [_to_tensor(img[y:y + side, x:x + side], dtype) for y, x in origins]
     for k in range(len(known), n_norms):
         means, variances = [], []
