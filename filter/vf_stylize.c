@@ -620,7 +620,7 @@ static const AVOption stylize_avoptions[] = {
         { "dnnl", "oneDNN, if libstylize has it", 0, AV_OPT_TYPE_CONST, { .i64 = STYLIZE_BACKEND_DNNL }, 0, 0, TFLAGS, .unit = "backend" },
         { "cuda", "CUDA, if libstylize has it",   0, AV_OPT_TYPE_CONST, { .i64 = STYLIZE_BACKEND_CUDA }, 0, 0, TFLAGS, .unit = "backend" },
     { "precision", "arithmetic", OFFSET(precision), AV_OPT_TYPE_INT, { .i64 = STYLIZE_PRECISION_AUTO }, 0, 3, TFLAGS, .unit = "precision" },
-        { "auto", "CPU: bf16 where supported, else fp32; cuda: fp16", 0, AV_OPT_TYPE_CONST, { .i64 = STYLIZE_PRECISION_AUTO }, 0, 0, TFLAGS, .unit = "precision" },
+        { "auto", "CPU: bf16 where it is faster than fp32, else fp32; cuda: fp16", 0, AV_OPT_TYPE_CONST, { .i64 = STYLIZE_PRECISION_AUTO }, 0, 0, TFLAGS, .unit = "precision" },
         { "fp32", "32-bit floating point",                              0, AV_OPT_TYPE_CONST, { .i64 = STYLIZE_PRECISION_FP32 }, 0, 0, TFLAGS, .unit = "precision" },
         { "bf16", "bfloat16 with fp32 accumulation",                    0, AV_OPT_TYPE_CONST, { .i64 = STYLIZE_PRECISION_BF16 }, 0, 0, TFLAGS, .unit = "precision" },
         { "fp16", "half precision with fp32 accumulation (cuda)",      0, AV_OPT_TYPE_CONST, { .i64 = STYLIZE_PRECISION_FP16 }, 0, 0, TFLAGS, .unit = "precision" },

@@ -16,7 +16,7 @@ no oneDNN, or --disable-dnnl) or oneDNN cannot run on this machine.
 * bf16 vs fp32: PSNR >= 40 dB on Kodak crops with mosaic (printed per image;
   where the CPU has AVX512-BF16 or AMX).
 * precision=bf16 on a CPU without bf16: a clear error; precision=auto picks
-  bf16 exactly where the CPU has it.
+  bf16 exactly where it is faster than fp32 (AMX, or AVX512-BF16 on AMD).
 * uniform frames (black, one colour) give PyTorch's flat output (the
   rounding-noise floor of backend_dnnl.c).
 """
@@ -69,15 +69,17 @@ if INFO is None:
     pytest.skip("dnnl backend not usable: " + WHY, allow_module_level=True)
 
 
-def cpu_has_bf16():
+def cpu_info_words():
     try:
-        flags = open("/proc/cpuinfo").read().split()
+        return set(open("/proc/cpuinfo").read().split())
     except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+        return set()
 
 
-HAS_BF16 = cpu_has_bf16()
+CPU_WORDS = cpu_info_words()
+HAS_BF16 = "avx512_bf16" in CPU_WORDS or "amx_bf16" in CPU_WORDS
+# where bf16 beats fp32, so precision=auto picks it: AMX, or AVX512-BF16 on AMD
+BF16_IS_FASTER = "amx_bf16" in CPU_WORDS or ("avx512_bf16" in CPU_WORDS and "AuthenticAMD" in CPU_WORDS)
 needs_bf16 = pytest.mark.skipif(not HAS_BF16, reason="the CPU has neither AVX512-BF16 nor AMX-BF16")
 
 
@@ -224,8 +226,8 @@ def test_precision_auto(models):
     path, _ = models.get("rand-odd")
     p = RELEASE.run("stylize-image", "-m", path, "--backend", "dnnl", "--precision", "auto", "--info", check=True)
     got = json.loads(p.stdout)["precision"]
-    print("\n  precision auto -> %s (CPU bf16: %s)" % (got, HAS_BF16))
-    assert got == ("bf16" if HAS_BF16 else "fp32")
+    print("\n  precision auto -> %s (CPU bf16: %s, faster than fp32: %s)" % (got, HAS_BF16, BF16_IS_FASTER))
+    assert got == ("bf16" if BF16_IS_FASTER else "fp32")
 
 
 def test_bf16_unsupported_is_a_clear_error(models, run):

@@ -63,8 +63,8 @@ typedef enum stylize_backend {
 
 /* Arithmetic of the network. */
 typedef enum stylize_precision {
-    STYLIZE_PRECISION_AUTO = 0, /* CPU: bf16 where the CPU has AMX or AVX512-BF16 and the backend supports it,
-                                   else fp32; cuda: fp16 */
+    STYLIZE_PRECISION_AUTO = 0, /* CPU: bf16 where it is faster than fp32 (AMX-BF16, or AVX512-BF16 on an
+                                   AMD CPU; Intel's AVX512-BF16 without AMX is slower), else fp32; cuda: fp16 */
     STYLIZE_PRECISION_FP32 = 1,
     STYLIZE_PRECISION_BF16 = 2, /* bf16 storage and multiplies, fp32 accumulation */
     STYLIZE_PRECISION_FP16 = 3, /* fp16 storage and multiplies, fp32 accumulation (cuda backend only) */

@@ -77,6 +77,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
 
 #include "backend.h"
 #include "backend_dnnl_impl.h"
@@ -177,6 +180,33 @@ static int isa_has_bf16(const sty_dnnl_api *a)
 {
     unsigned isa = (unsigned)a->dnnl_get_effective_cpu_isa();
     return (isa & dnnl_cpu_isa_avx512_core_bf16) == dnnl_cpu_isa_avx512_core_bf16;
+}
+
+static int cpu_is_amd(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    unsigned max_leaf, ebx, ecx, edx;
+    if (!__get_cpuid(0, &max_leaf, &ebx, &ecx, &edx))
+        return 0;
+    return ebx == 0x68747541 && edx == 0x69746e65 && ecx == 0x444d4163; /* "AuthenticAMD" */
+#else
+    return 0;
+#endif
+}
+
+/* Does precision=auto pick bf16? Where oneDNN runs bf16 on AMX, and on AMD's
+ * AVX512-BF16 (Zen 4: the classic network 1.9x faster than fp32). Not on
+ * Intel cores with AVX512-BF16 but no AMX (Cooper Lake; Sapphire/Emerald
+ * Rapids under a hypervisor that hides AMX): there oneDNN 2.6's bf16
+ * convolutions measured 1.2-1.8x slower than fp32, every conv kind
+ * (docs/BENCHMARK_LIVE.md). A rule, not a timing probe, so that a machine
+ * always computes the same picture. */
+static int bf16_is_faster(const sty_dnnl_api *a)
+{
+    const unsigned isa = (unsigned)a->dnnl_get_effective_cpu_isa();
+    if ((isa & dnnl_cpu_isa_avx512_core_amx) == dnnl_cpu_isa_avx512_core_amx)
+        return 1;
+    return isa_has_bf16(a) && cpu_is_amd();
 }
 
 static int avail_result;
@@ -1113,7 +1143,7 @@ static int dnnl_create(const sty_model *m, const sty_backend_config *cfg, void *
     st->a = a;
     st->m = m;
     st->threads = cfg->threads > 0 ? cfg->threads : 1;
-    st->bf16 = cfg->precision == STYLIZE_PRECISION_BF16 || (cfg->precision == STYLIZE_PRECISION_AUTO && has_bf16);
+    st->bf16 = cfg->precision == STYLIZE_PRECISION_BF16 || (cfg->precision == STYLIZE_PRECISION_AUTO && bf16_is_faster(a));
     st->cb = layout_from_env(st->bf16, (unsigned)a->dnnl_get_effective_cpu_isa());
     st->xl = calloc((size_t)m->n_layers, sizeof(*st->xl));
     st->scale = calloc(STY_MAX_WIDTH + 16, sizeof(float));
