@@ -7,7 +7,8 @@ For every models/<style>_live.safetensors and its teacher
 models/<style>.safetensors, at 640x480 and 1280x720, `tin` with the default
 thumbnail and tiles, 2 threads, dnnl in bf16 (where the CPU has AVX512-BF16
 or AMX) and fp32: ms per frame (median of the timed frames after warm-up),
-GFLOP per frame, and the teacher/twin ratio; then the real ffmpeg on 300
+GFLOP per frame, and the teacher/twin ratio; the twin also in the default
+mode (`auto`: `full` at these sizes); then the real ffmpeg on 300
 frames of 640x480 video (`ffmpeg -benchmark`) with the first twin. The
 targets of the live-styles issue are checked beside each figure. The CPU
 model and ISA are printed with the results; the machine is shared, so each
@@ -34,9 +35,9 @@ TARGET_MS = {("640x480", "bf16"): 33.0, ("640x480", "fp32"): 50.0, ("1280x720", 
 SHARED = REPO.parent / "shared"
 
 
-def stylize_bench(build, model, size, precision, frames, idle_wait):
+def stylize_bench(build, model, size, precision, frames, idle_wait, mode="tin"):
     cmd = [str(build / "bin" / "stylize-bench"), "-m", str(model), "--backend", "dnnl", "--precision",
-           precision, "--mode", "tin", "--threads", "2", "--size", size, "--frames", str(frames),
+           precision, "--mode", mode, "--threads", "2", "--size", size, "--frames", str(frames),
            "--warmup", "3"]
     idle = wait_idle(idle_wait)
     p = subprocess.run(cmd, capture_output=True, text=True)
@@ -45,8 +46,8 @@ def stylize_bench(build, model, size, precision, frames, idle_wait):
         return None
     r = json.loads(p.stdout.strip().splitlines()[-1])
     r["idle"] = idle
-    log("  %-24s %-8s %-4s %8.1f ms (best %.1f)  %.1f GFLOP  [idle %.0f%%]"
-        % (Path(model).stem, size, precision, r["ms_median"], r["ms_best"], r["gflop"], 100 * idle))
+    log("  %-24s %-8s %-4s %-4s %8.1f ms (best %.1f)  %.1f GFLOP  [idle %.0f%%]"
+        % (Path(model).stem, size, precision, mode, r["ms_median"], r["ms_best"], r["gflop"], 100 * idle))
     return r
 
 
@@ -92,8 +93,9 @@ def main():
             for prec in precisions:
                 a = stylize_bench(build, twin, size, prec, args.frames, args.idle_wait)
                 b = stylize_bench(build, teacher, size, prec, max(3, args.frames // 4), args.idle_wait)
-                if a and b:
-                    rows.append((twin.stem, teacher.stem, size, prec, a, b))
+                c = stylize_bench(build, twin, size, prec, args.frames, args.idle_wait, mode="auto")
+                if a and b and c:
+                    rows.append((twin.stem, teacher.stem, size, prec, a, b, c))
     ff = ffmpeg_fps(build, twins[0].stem, args.ffmpeg_frames, args.idle_wait) if twins else None
     wait_idle(args.idle_wait)
     pk = subprocess.run([str(build / "bin" / "stylize-bench"), "--peak", "--threads", "2"], capture_output=True,
@@ -102,7 +104,8 @@ def main():
 
     out = ["# The _live styles against their teachers", "",
            "Measured %s UTC with `tools/bench_live.py` (`make bench`). CPU: **%s**, %d online; ISA: %s. "
-           "libstylize dnnl backend, `tin` (thumbnail 512, tiles 768), 2 threads; ms per frame = median "
+           "libstylize dnnl backend, `tin` (default thumbnail and tiles: thumb auto, tile 768), 2 threads; "
+           "the twin also in the default mode (`auto`, which is `full` at these sizes); ms per frame = median "
            "of %d frames after 3 warm-up frames (the teachers: %d frames); GFLOP = the network's "
            "multiply-adds × 2 on the frame. Targets of the live-styles issue in brackets, ✓ / ✗."
            % (started.strftime("%Y-%m-%d %H:%M"), cpu_name(), len(open("/proc/cpuinfo").read().split("processor")) - 1,
@@ -111,16 +114,18 @@ def main():
            "%s GFLOP/s bf16. The issue's targets were set on a machine whose ceiling was 839 GFLOP/s bf16: "
            "compare the ratios (teacher / twin) across machines, not the milliseconds." % (
                peak.get("peak_fp32_gflops", "?"), peak.get("peak_bf16_gflops", "?")), "",
-           "| twin | size | precision | twin ms | fps | GFLOP | teacher ms | teacher GFLOP | teacher / twin | idle |",
-           "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
-    for twin, teacher, size, prec, a, b in rows:
+           "| twin | size | precision | twin ms (`tin`) | fps | GFLOP | teacher ms (`tin`) | teacher GFLOP | "
+           "teacher / twin | twin ms, default mode (fps) | idle |",
+           "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for twin, teacher, size, prec, a, b, c in rows:
         target = TARGET_MS.get((size, prec))
         mark = "" if target is None else " [≤ %g %s]" % (target, "✓" if a["ms_median"] <= target else "✗")
         ratio = b["ms_median"] / a["ms_median"]
         rmark = " [≥ 8 %s]" % ("✓" if ratio >= 8 else "✗") if (size, prec) == ("1280x720", "bf16") else ""
-        out.append("| %s | %s | %s | %.1f%s | %.1f | %.1f | %.1f | %.1f | %.1f×%s | %.0f%% |"
+        out.append("| %s | %s | %s | %.1f%s | %.1f | %.1f | %.1f | %.1f | %.1f×%s | %.1f (%.1f) | %.0f%% |"
                    % (twin, size, prec, a["ms_median"], mark, 1000 / a["ms_median"], a["gflop"],
-                      b["ms_median"], b["gflop"], ratio, rmark, 100 * min(a["idle"], b["idle"])))
+                      b["ms_median"], b["gflop"], ratio, rmark, c["ms_median"], 1000 / c["ms_median"],
+                      100 * min(a["idle"], b["idle"], c["idle"])))
     out.append("")
     if ff:
         out += ["Through the real ffmpeg: %d frames of the cockatoo clip scaled to 640×480 with `%s`: "

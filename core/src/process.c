@@ -795,6 +795,22 @@ int sty_frame_stats(stylize_ctx *ctx, const stylize_frame *in, float *stats)
     return 0;
 }
 
+/* tin on a frame that is its own thumbnail and fits one tile: the thumbnail
+ * pass would run the network on the very crop the tile pass runs, with the
+ * statistics that pass finds itself, so one pass (full's) draws the same frame
+ * (within rounding) at half the cost. Not when smoothing would change the
+ * statistics the frame is drawn with. */
+static int tin_is_one_pass(const stylize_ctx *ctx, int W, int H)
+{
+    const stylize_frame f = {.width = W, .height = H};
+    int tw, th;
+    thumb_size(ctx, &f, &tw, &th);
+    if (tw != W || th != H || (ctx->opts.smooth > 0 && ctx->engine->smoother.valid))
+        return 0;
+    const tiling t = plan_tiles(ctx, W, H, ctx->opts.tile, ctx->opts.overlap);
+    return t.step_x >= W && t.step_y >= H;
+}
+
 int sty_process_frame(stylize_ctx *ctx, const stylize_frame *in, stylize_frame *out)
 {
     sty_engine *e = ctx->engine;
@@ -837,6 +853,15 @@ int sty_process_frame(stylize_ctx *ctx, const stylize_frame *in, stylize_frame *
         break;
     }
     const size_t n = e->model->stats_size;
+    if (!e->have_next && tin_is_one_pass(ctx, in->width, in->height)) {
+        int r = run_tiles(ctx, in, out, 0, ctx->opts.overlap, STY_NORM_SELF, e->thumb_stats);
+        if (r)
+            return r;
+        sty_smoother_update(&e->smoother, e->model, e->thumb_stats, ctx->opts.smooth, ctx->opts.scene_cut);
+        memcpy(e->used_stats, e->thumb_stats, n * sizeof(float));
+        e->have_used = 1;
+        return 0;
+    }
     if (e->have_next) {
         memcpy(e->smoother.state, e->next_stats, n * sizeof(float));
         e->smoother.valid = 1;
