@@ -135,7 +135,9 @@ def test_distill_exports_resumes_and_names_its_teacher(tmp_path, vgg_dir):
     assert meta["architecture"] == "compact" and meta["teacher"] == "teacher.safetensors"
     assert meta["teacher_sha256"] == hashlib.sha256(tpath.read_bytes()).hexdigest()
     assert meta["license"] == "CC0-1.0" and meta["style"] == "t_live"
-    assert json.loads(meta["training"])["iterations"] == 3
+    training = json.loads(meta["training"])
+    assert training["iterations"] == 3
+    assert training["amp"] in ("off", "bf16") and training["amp_requested"] == "auto"  # what ran, resolved
     rows = (tmp_path / "ck" / "loss.csv").read_text().splitlines()
     assert [r.split(",")[0] for r in rows] == ["iteration", "1", "2", "3"]
     net = compact.CompactNet.from_state_dict(tensors, json.loads(meta["network"]))

@@ -196,7 +196,7 @@ def lr_at(args, it, elapsed):
     return args.lr_min + 0.5 * (args.lr - args.lr_min) * (1 + math.cos(math.pi * t))
 
 
-def export(student, args, it, n_photos, teacher_meta):
+def export(student, args, it, n_photos, teacher_meta, amp):
     net = compact.CompactNet(student.spec, {l["conv"]: tuple(student.get_submodule(l["conv"]).weight.shape[:3][:2])
                                             + (student.get_submodule(l["conv"]).weight.shape[2],)
                                             for l in student.layers})
@@ -208,7 +208,9 @@ def export(student, args, it, n_photos, teacher_meta):
                                                "feature_weight", "gram_weight", "stability_weight",
                                                "max_shift", "noise", "size", "scale", "batch", "lr",
                                                "lr_min", "seed", "time_budget", "amp")}
-    settings.update(iterations=it, torch=torch.__version__, macs_per_pixel=net.macs_per_pixel())
+    # the precision this run used (--amp auto resolves per machine; a resumed run may have used another)
+    settings.update(iterations=it, torch=torch.__version__, macs_per_pixel=net.macs_per_pixel(), amp=amp,
+                    amp_requested=args.amp)
     meta = {
         "format": "stylize", "format_version": "1", "architecture": "compact",
         "network": compact.spec_to_json(net.spec),
@@ -317,7 +319,7 @@ def distill(args):
                     "meta": json.dumps({"iteration": it, "elapsed": float(elapsed),
                                         "param_groups": osd["param_groups"]})}, str(tmp))
         os.replace(tmp, ckdir / "latest.pt")
-        export(student, args, it, len(paths), teacher_meta)
+        export(student, args, it, len(paths), teacher_meta, amp)
 
     t_start = time.time()
     t_int = t_start
