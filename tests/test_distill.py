@@ -79,6 +79,23 @@ def test_layout_errors_are_named(mutate, message):
         compact.check_spec(spec, shapes)
 
 
+def test_level_shuffle_phases_removes_a_checker():
+    """A head whose sub-pixel phases differ by a few levels draws a fixed
+    checker; leveling its biases gives every phase the same mean colour on the
+    calibration photos and changes nothing else (the phases' average stays)."""
+    net = compact.random_compact(seed=5).float()
+    pp = net.shuffle * net.shuffle
+    with torch.no_grad():  # a checker: phase k of every colour offset by 2k levels
+        net._convs[-1].bias += torch.arange(pp, dtype=torch.float32).repeat(3) * 2.0
+    photos = [torch.from_numpy(np.ascontiguousarray(tr._calibration_image(64 + 8 * i, 96).transpose(2, 0, 1)))
+              for i in range(3)]
+    before = compact.shuffle_phase_means(net, photos)
+    spread_before, spread_after = compact.level_shuffle_phases(net, photos)
+    after = compact.shuffle_phase_means(net, photos)
+    assert spread_before >= 5.9 and spread_after < 1e-3
+    assert torch.allclose(after.mean(dim=1), before.mean(dim=1), atol=1e-3)
+
+
 def test_stability_loss_is_zero_for_a_shift_equivariant_map():
     x = torch.rand(2, 3, 40, 40, generator=torch.Generator().manual_seed(2)) * 255
     a, b = x[:, :, :32, :32], x[:, :, 3:35, 5:37]
@@ -138,6 +155,7 @@ def test_distill_exports_resumes_and_names_its_teacher(tmp_path, vgg_dir):
     training = json.loads(meta["training"])
     assert training["iterations"] == 3
     assert training["amp"] in ("off", "bf16") and training["amp_requested"] == "auto"  # what ran, resolved
+    assert training["level_phases"] > 0 and training["phase_spread_after"] < 0.01
     rows = (tmp_path / "ck" / "loss.csv").read_text().splitlines()
     assert [r.split(",")[0] for r in rows] == ["iteration", "1", "2", "3"]
     net = compact.CompactNet.from_state_dict(tensors, json.loads(meta["network"]))
@@ -145,7 +163,10 @@ def test_distill_exports_resumes_and_names_its_teacher(tmp_path, vgg_dir):
     assert json.loads(ck["meta"])["iteration"] == 3
     for k, v in net.state_dict().items():
         ref = ck["model"][k].numpy().astype(np.float16).astype(np.float32)
-        assert np.array_equal(v.numpy(), ref), k
+        if k == "head.bias":  # leveled: each phase moved by at most the spread it had
+            assert np.abs(v.numpy() - ref).max() <= training["phase_spread_before"] + 0.1, k
+        else:
+            assert np.array_equal(v.numpy(), ref), k
 
 
 def test_distill_refuses_a_compact_teacher(tmp_path, vgg_dir, capsys):

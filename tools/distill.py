@@ -167,6 +167,10 @@ def build_parser():
     g.add_argument("--lr", type=float, default=2e-3, help=d)
     g.add_argument("--lr-min", type=float, default=5e-5, help=d)
     g.add_argument("--seed", type=int, default=1, help=d)
+    g.add_argument("--level-phases", type=int, default=32, metavar="N",
+                   help="on export, give the pixel-shuffle's sub-pixel phases the same mean colour over N "
+                        "training photos (removes a checker of a few levels the student may learn); 0 = off "
+                        + d)
     g = p.add_argument_group("running")
     g.add_argument("--device", default="auto", help=d)
     g.add_argument("--amp", choices=("auto", "off", "bf16", "fp16"), default="auto", help=d)
@@ -196,11 +200,12 @@ def lr_at(args, it, elapsed):
     return args.lr_min + 0.5 * (args.lr - args.lr_min) * (1 + math.cos(math.pi * t))
 
 
-def export(student, args, it, n_photos, teacher_meta, amp):
+def export(student, args, it, n_photos, teacher_meta, amp, calibration):
     net = compact.CompactNet(student.spec, {l["conv"]: tuple(student.get_submodule(l["conv"]).weight.shape[:3][:2])
                                             + (student.get_submodule(l["conv"]).weight.shape[2],)
                                             for l in student.layers})
     net.load_state_dict({k: v.detach().float().cpu() for k, v in student.state_dict().items()})
+    phases = compact.level_shuffle_phases(net.eval(), calibration) if calibration else None
     tensors = {k: v.numpy() for k, v in net.state_dict().items()}
     name = args.style_name or Path(args.output).stem
     settings = {k: getattr(args, k) for k in ("s2d", "stem", "body", "blocks", "block", "up",
@@ -210,7 +215,9 @@ def export(student, args, it, n_photos, teacher_meta, amp):
                                                "lr_min", "seed", "time_budget", "amp")}
     # the precision this run used (--amp auto resolves per machine; a resumed run may have used another)
     settings.update(iterations=it, torch=torch.__version__, macs_per_pixel=net.macs_per_pixel(), amp=amp,
-                    amp_requested=args.amp)
+                    amp_requested=args.amp, level_phases=len(calibration))
+    if phases:
+        settings.update(phase_spread_before=round(phases[0], 3), phase_spread_after=round(phases[1], 3))
     meta = {
         "format": "stylize", "format_version": "1", "architecture": "compact",
         "network": compact.spec_to_json(net.spec),
@@ -295,6 +302,9 @@ def distill(args):
 
     paths = photo_paths(args.content or ["auto"])
     data = DeviceCrops(paths, device, args.max_side, gen)
+    # photos (training ones, evenly spaced) on which the export levels the sub-pixel phases
+    calibration = [img.cpu() for img in data.images[::max(1, len(data.images) // args.level_phases)]
+                   ][:args.level_phases] if args.level_phases > 0 else []
     vgg = vgg19_tfjs.VGG19Features(args.vgg, upto="relu3_1").to(device)
     loss_fn = DistillLoss(vgg, autocast)
     log("%d photographs; student %.0f MAC/px (%d parameters), teacher %s; %s, amp %s"
@@ -319,7 +329,7 @@ def distill(args):
                     "meta": json.dumps({"iteration": it, "elapsed": float(elapsed),
                                         "param_groups": osd["param_groups"]})}, str(tmp))
         os.replace(tmp, ckdir / "latest.pt")
-        export(student, args, it, len(paths), teacher_meta, amp)
+        export(student, args, it, len(paths), teacher_meta, amp, calibration)
 
     t_start = time.time()
     t_int = t_start
