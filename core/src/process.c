@@ -811,6 +811,19 @@ static int tin_is_one_pass(const stylize_ctx *ctx, int W, int H)
     return t.step_x >= W && t.step_y >= H;
 }
 
+/* The frame as one crop: its statistics are the frame's, kept for
+ * stylize_get_stats. */
+static int run_full(stylize_ctx *ctx, const stylize_frame *in, stylize_frame *out)
+{
+    sty_engine *e = ctx->engine;
+    int r = run_tiles(ctx, in, out, 0, ctx->opts.overlap, STY_NORM_SELF, e->thumb_stats);
+    if (!r) {
+        memcpy(e->used_stats, e->thumb_stats, e->model->stats_size * sizeof(float));
+        e->have_used = 1;
+    }
+    return r;
+}
+
 int sty_process_frame(stylize_ctx *ctx, const stylize_frame *in, stylize_frame *out)
 {
     sty_engine *e = ctx->engine;
@@ -831,14 +844,8 @@ int sty_process_frame(stylize_ctx *ctx, const stylize_frame *in, stylize_frame *
     }
     ctx->last_mode = mode;
     switch (mode) {
-    case STYLIZE_MODE_FULL: { /* one crop: its statistics are the frame's, kept for stylize_get_stats */
-        int r = run_tiles(ctx, in, out, 0, ctx->opts.overlap, STY_NORM_SELF, e->thumb_stats);
-        if (!r) {
-            memcpy(e->used_stats, e->thumb_stats, e->model->stats_size * sizeof(float));
-            e->have_used = 1;
-        }
-        return r;
-    }
+    case STYLIZE_MODE_FULL:
+        return run_full(ctx, in, out);
     case STYLIZE_MODE_PATCH:
         return run_tiles(ctx, in, out, ctx->opts.tile, ctx->opts.overlap, STY_NORM_SELF, NULL);
     case STYLIZE_MODE_EXACT: {
@@ -854,13 +861,10 @@ int sty_process_frame(stylize_ctx *ctx, const stylize_frame *in, stylize_frame *
     }
     const size_t n = e->model->stats_size;
     if (!e->have_next && tin_is_one_pass(ctx, in->width, in->height)) {
-        int r = run_tiles(ctx, in, out, 0, ctx->opts.overlap, STY_NORM_SELF, e->thumb_stats);
-        if (r)
-            return r;
-        sty_smoother_update(&e->smoother, e->model, e->thumb_stats, ctx->opts.smooth, ctx->opts.scene_cut);
-        memcpy(e->used_stats, e->thumb_stats, n * sizeof(float));
-        e->have_used = 1;
-        return 0;
+        int r = run_full(ctx, in, out);
+        if (!r)
+            sty_smoother_update(&e->smoother, e->model, e->thumb_stats, ctx->opts.smooth, ctx->opts.scene_cut);
+        return r;
     }
     if (e->have_next) {
         memcpy(e->smoother.state, e->next_stats, n * sizeof(float));
