@@ -212,7 +212,7 @@ def export(student, args, it, n_photos, teacher_meta, amp, calibration):
                                                "up_widths", "shuffle", "pixel_weight",
                                                "feature_weight", "gram_weight", "stability_weight",
                                                "max_shift", "noise", "size", "scale", "batch", "lr",
-                                               "lr_min", "seed", "time_budget", "amp")}
+                                               "lr_min", "seed", "time_budget")}
     # the precision this run used (--amp auto resolves per machine; a resumed run may have used another)
     settings.update(iterations=it, torch=torch.__version__, macs_per_pixel=net.macs_per_pixel(), amp=amp,
                     amp_requested=args.amp, level_phases=len(calibration))
