@@ -102,6 +102,7 @@ typedef struct xlayer {
     int bin, bout; /* border of the tensor the convolution reads / of the output tensor */
     int bsrc;      /* border of the layer's source tensor (bin, except for X_UPSAMPLE) */
     int bout_mode;
+    int bout_read; /* the consumer reads the output's border (not a stride-1 1x1 conv): fill it */
     int bskip;     /* add_skip: border of the skip tensor */
     int skip_fusable; /* add_skip: the skip has the output's geometry (a binary post-op can add it) */
     float *w_raw, *b_raw; /* executed convolution, oihw fp32 (final layer: b_raw = the 3 biases) */
@@ -327,6 +328,11 @@ static int xl_geometry(const sty_model *m, xlayer *xl)
                 want = skip_b >= 0 ? skip_b : 0;
             X->bout = want;
             X->bout_mode = N->kind == X_SUBPIX ? STY_BORDER_REPLICATE : STY_BORDER_REFLECT;
+            /* A stride-1 1x1 convolution maps border pixels to border pixels
+             * only, and every reader of its output's border fills that
+             * border itself; interior-only readers (statistics, the
+             * normalization pass, skips, upsampling, saves) never look. */
+            X->bout_read = !(N->kind == X_CONV && N->kh == 1 && N->kw == 1 && N->stride == 1);
         }
         if (L->add_skip) {
             X->bskip = skip_b;
@@ -834,10 +840,11 @@ static int exec_step(dnnl_state *st, plan *p, int li, void *src, void *dst, void
 
 /* The pass after a convolution whose norm / residual add / ReLU are not
  * post-ops: SELF mode statistics of t's interior (recorded), or the fixed
- * ones; then normalization, the skip, ReLU. A layer without a norm gets
- * scale 1, shift 0. Returns 1 when a stats_only run is done. */
+ * ones; then normalization, the skip, ReLU, and the side borders in
+ * side_mode. A layer without a norm gets scale 1, shift 0. Returns 1 when
+ * a stats_only run is done. */
 static int layer_pass(dnnl_state *st, const sty_kern_ctx *k, const sty_run *r, int li, const sty_tens *t, int b,
-                      const sty_tens *skip, int bskip)
+                      const sty_tens *skip, int bskip, int side_mode)
 {
     const sty_layer *L = &st->m->layers[li];
     memset(st->scale, 0, sizeof(float) * (size_t)t->Cp);
@@ -845,7 +852,7 @@ static int layer_pass(dnnl_state *st, const sty_kern_ctx *k, const sty_run *r, i
     if (L->norm < 0) {
         for (int c = 0; c < t->C; c++)
             st->scale[c] = 1;
-        sty_k_apply(k, t, b, st->scale, st->shift, L->relu, skip, bskip);
+        sty_k_apply(k, t, b, st->scale, st->shift, L->relu, skip, bskip, side_mode);
         return 0;
     }
     const sty_norm *n = &st->m->norms[L->norm];
@@ -867,7 +874,7 @@ static int layer_pass(dnnl_state *st, const sty_kern_ctx *k, const sty_run *r, i
         st->scale[c] = (float)sc;
         st->shift[c] = (float)(n->beta[c] - mean[c] * sc);
     }
-    sty_k_apply(k, t, b, st->scale, st->shift, L->relu, skip, bskip);
+    sty_k_apply(k, t, b, st->scale, st->shift, L->relu, skip, bskip, side_mode);
     return 0;
 }
 
@@ -883,7 +890,8 @@ static int run_plan(dnnl_state *st, plan *p, const sty_run *r)
         cur = 1 + 2 * (r->start_layer - 1);
         const xlayer *P = &st->xl[r->start_layer - 1];
         sty_k_load(&k, r->act, &p->tens[cur], P->bout);
-        sty_k_border(&k, &p->tens[cur], P->bout, P->bout_mode);
+        if (P->bout_read)
+            sty_k_border(&k, &p->tens[cur], P->bout, P->bout_mode);
     } else {
         sty_k_input(&k, r->in, r->h, r->w, m->space_to_depth, &p->tens[0], st->xl[0].bsrc);
     }
@@ -944,15 +952,19 @@ static int run_plan(dnnl_state *st, plan *p, const sty_run *r)
             sty_k_region_moments(&k, out, X->bout, r->ry0, r->ry1, r->rx0, r->rx1, st->partial, r->moments);
             return STYLIZE_OK;
         }
+        const int side_mode = X->bout_read ? X->bout_mode : STY_BORDER_NONE;
         if (p->steps[li].pass &&
-            layer_pass(st, &k, r, li, out, X->bout, L->add_skip ? &p->tens[skip] : NULL, skip_b))
+            layer_pass(st, &k, r, li, out, X->bout, L->add_skip ? &p->tens[skip] : NULL, skip_b, side_mode))
             return STYLIZE_OK; /* stats_only: done */
         if (st->profile) {
             t1 = now_s();
             st->prof_pass[3 * li + 1] += t1 - t0;
             t0 = t1;
         }
-        sty_k_border(&k, out, X->bout, X->bout_mode);
+        if (X->bout_read && p->steps[li].pass) /* the pass filled the sides */
+            sty_k_border_rows(&k, out, X->bout, X->bout_mode);
+        else if (X->bout_read)
+            sty_k_border(&k, out, X->bout, X->bout_mode);
         if (r->save && li == r->save_layer) {
             if (A->dnnl_stream_wait(st->strm))
                 return STYLIZE_ERR_BACKEND;

@@ -74,7 +74,7 @@ typedef struct sty_kern_ctx {
     int threads;
 } sty_kern_ctx;
 
-enum { STY_BORDER_REFLECT, STY_BORDER_REPLICATE };
+enum { STY_BORDER_NONE = -1, STY_BORDER_REFLECT, STY_BORDER_REPLICATE };
 
 /* in: h x w x 3 floats (RGB, rows packed) -> t with a border of b on every
  * side by mirrored-periodic reflection. S > 1 (compact networks): the image
@@ -91,6 +91,9 @@ void sty_k_depth_to_space(const sty_kern_ctx *k, const sty_tens *t, int P, float
 /* Fill the border (b wide) of t around its interior (storage minus 2b) from
  * the interior: mirrored-periodic reflection or edge replication. */
 void sty_k_border(const sty_kern_ctx *k, const sty_tens *t, int b, int mode);
+/* The second half of sty_k_border: the b rows above and below, copied whole
+ * (their side columns included) once every interior row has its sides. */
+void sty_k_border_rows(const sty_kern_ctx *k, const sty_tens *t, int b, int mode);
 /* Per-channel mean and biased variance of the interior: one pass of
  * shifted sums in double (exact for a constant map: variance 0), partial
  * sums per fixed chunk of rows reduced in order, so results do not depend
@@ -109,9 +112,11 @@ void sty_k_region_moments(const sty_kern_ctx *k, const sty_tens *t, int b, int r
 void sty_k_load(const sty_kern_ctx *k, const float *act, const sty_tens *t, int b);
 void sty_k_store(const sty_kern_ctx *k, const sty_tens *t, int b, float *act);
 /* Interior of t: v = v * scale[c] + shift[c]; + skip's interior (border
- * bskip, same interior size and layout) when skip != NULL; then ReLU. */
+ * bskip, same interior size and layout) when skip != NULL; then ReLU.
+ * side_mode != STY_BORDER_NONE: each row's left and right border too, filled
+ * while the row is in cache (sty_k_border_rows must follow). */
 void sty_k_apply(const sty_kern_ctx *k, const sty_tens *t, int b, const float *scale, const float *shift, int relu,
-                 const sty_tens *skip, int bskip);
+                 const sty_tens *skip, int bskip, int side_mode);
 /* Depth-to-space of the sub-pixel deconvolution: y holds 4*C channels
  * ordered (row phase, column phase, c); pixel (i, j) phase (pr, pc) goes to
  * dst pixel (2i + off + pr, 2j + off + pc). Rows/columns falling outside dst are dropped. */

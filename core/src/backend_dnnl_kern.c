@@ -129,21 +129,22 @@ typedef struct border_job {
     int b, mode, hi, wi, nblk, nrows;
 } border_job;
 
+/* The left and right border of one storage row (row: its first pixel). */
+INLINE void fill_sides(char *row, int W, int b, int wi, size_t pix, int mode)
+{
+    for (int x = 0; x < b; x++)
+        memcpy(row + x * pix, row + (b + border_src(x - b, wi, mode)) * pix, pix);
+    for (int x = b + wi; x < W; x++)
+        memcpy(row + x * pix, row + (b + border_src(x - b, wi, mode)) * pix, pix);
+}
+
 static void border_cols_task(void *arg, int task)
 {
     const border_job *j = arg;
     const sty_tens *t = j->t;
     const int blk = task / j->hi, y = j->b + task % j->hi;
     const size_t esz = t->bf16 ? 2 : 4, pix = (size_t)t->cb * esz;
-    char *row = (char *)t->p + (((size_t)blk * t->H + y) * t->W) * pix;
-    for (int x = 0; x < t->W; x++) {
-        if (x == j->b) {
-            x = j->b + j->wi - 1;
-            continue;
-        }
-        int sx = j->b + border_src(x - j->b, j->wi, j->mode);
-        memcpy(row + x * pix, row + sx * pix, pix);
-    }
+    fill_sides((char *)t->p + (((size_t)blk * t->H + y) * t->W) * pix, t->W, j->b, j->wi, pix, j->mode);
 }
 
 static void border_rows_task(void *arg, int task)
@@ -165,6 +166,13 @@ void sty_k_border(const sty_kern_ctx *k, const sty_tens *t, int b, int mode)
         return;
     sty_dnnl_parallel(k->api, k->threads, j.nblk * j.hi, border_cols_task, &j);
     sty_dnnl_parallel(k->api, k->threads, j.nblk * j.nrows, border_rows_task, &j);
+}
+
+void sty_k_border_rows(const sty_kern_ctx *k, const sty_tens *t, int b, int mode)
+{
+    border_job j = {t, b, mode, t->H - 2 * b, t->W - 2 * b, t->Cp / t->cb, 2 * b};
+    if (b > 0)
+        sty_dnnl_parallel(k->api, k->threads, j.nblk * j.nrows, border_rows_task, &j);
 }
 
 /* ----------------------------------------------------------- statistics */
@@ -316,7 +324,7 @@ void sty_k_store(const sty_kern_ctx *k, const sty_tens *t, int b, float *act)
 
 typedef struct apply_job {
     const sty_tens *t, *skip;
-    int b, hi, wi, relu, bskip;
+    int b, hi, wi, relu, bskip, side_mode;
     const float *scale, *shift;
 } apply_job;
 
@@ -372,6 +380,8 @@ INLINE void apply_task_impl(const apply_job *j, int task, const int cb, const in
         apply_row(row, sk, j->wi, cb, sc, sh, 0, 1, bf);
     else
         apply_row(row, sk, j->wi, cb, sc, sh, 0, 0, bf);
+    if (j->side_mode != STY_BORDER_NONE && j->b > 0)
+        fill_sides((char *)row - (size_t)j->b * cb * esz, t->W, j->b, j->wi, (size_t)cb * esz, j->side_mode);
 }
 
 MULTIVERSION
@@ -387,9 +397,9 @@ static void apply_task(void *arg, int task)
 }
 
 void sty_k_apply(const sty_kern_ctx *k, const sty_tens *t, int b, const float *scale, const float *shift, int relu,
-                 const sty_tens *skip, int bskip)
+                 const sty_tens *skip, int bskip, int side_mode)
 {
-    apply_job j = {t, skip, b, t->H - 2 * b, t->W - 2 * b, relu, bskip, scale, shift};
+    apply_job j = {t, skip, b, t->H - 2 * b, t->W - 2 * b, relu, bskip, side_mode, scale, shift};
     sty_dnnl_parallel(k->api, k->threads, (t->Cp / t->cb) * j.hi, apply_task, &j);
 }
 
