@@ -607,7 +607,7 @@ static const AVOption stylize_avoptions[] = {
         { "tin",   "thumbnail statistics, tiled (bounded memory, seamless)", 0, AV_OPT_TYPE_CONST, { .i64 = STYLIZE_MODE_TIN },   0, 0, TFLAGS, .unit = "mode" },
         { "patch", "each tile uses its own statistics (shows seams)",        0, AV_OPT_TYPE_CONST, { .i64 = STYLIZE_MODE_PATCH }, 0, 0, TFLAGS, .unit = "mode" },
     { "thumb", "TIN thumbnail size (longer side, pixels), 0 = auto (as many pixels as a tile)", OFFSET(thumb), AV_OPT_TYPE_INT, { .i64 = 0 }, 0, 16384, TFLAGS },
-    { "tile", "tile side in pixels, 0 = whole frame", OFFSET(tile), AV_OPT_TYPE_INT, { .i64 = 768 }, 0, 65536, TFLAGS },
+    { "tile", "tile side in pixels, 0 = whole frame, -1 = auto (768 for the classic network, larger for smaller ones)", OFFSET(tile), AV_OPT_TYPE_INT, { .i64 = -1 }, -1, 65536, TFLAGS },
     { "overlap", "context around each tile in pixels, -1 = auto (receptive field)", OFFSET(overlap), AV_OPT_TYPE_INT, { .i64 = -1 }, -1, 4096, TFLAGS },
     { "strength", "blend of stylized (1) and original (0)", OFFSET(strength), AV_OPT_TYPE_FLOAT, { .dbl = 1.0 }, 0.0, 1.0, TFLAGS },
     { "preserve_color", "keep the original colours (luminance transfer only)", OFFSET(preserve_color), AV_OPT_TYPE_BOOL, { .i64 = 0 }, 0, 1, TFLAGS },

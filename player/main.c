@@ -45,7 +45,7 @@ static void usage(FILE *f)
         "      --strength F        0..1 blend with the original [1]\n"
         "      --preserve-color    keep the original's colours\n"
         "      --smooth F          temporal smoothing of the statistics, 0..0.99 [0]\n"
-        "      --thumb N, --tile N TIN thumbnail and tile sizes [0 = auto, 768]\n"
+        "      --thumb N, --tile N TIN thumbnail and tile sizes [0 = auto, -1 = auto: 768 classic]\n"
         "      --max-memory MB     working memory a frame may use, 0 = no limit [0]; a setting\n"
         "                          that needs more (e.g. full mode on a large frame) is refused\n"
         "      --threads N         worker threads, 0 = all CPUs [0]\n"
@@ -574,8 +574,8 @@ int main(int argc, char **argv)
                 return die("--thumb wants a number of pixels >= 16, not '%s'", optarg);
             break;
         case OPT_TILE:
-            if (parse_int(optarg, 0, 1 << 16, &opts.tile) < 0)
-                return die("--tile wants a number of pixels (0 = whole frame), not '%s'", optarg);
+            if (parse_int(optarg, -1, 1 << 16, &opts.tile) < 0)
+                return die("--tile wants a number of pixels (0 = whole frame, -1 = auto), not '%s'", optarg);
             break;
         case OPT_MAX_MEMORY: {
             float mb;

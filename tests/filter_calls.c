@@ -196,7 +196,7 @@ int main(int argc, char **argv)
         case 1: bad.strength = INFINITY; break;
         case 2: bad.thumb = 1; break;
         case 3: bad.threads = 10000; break;
-        case 4: bad.tile = -1; break;
+        case 4: bad.tile = -2; break;
         case 5: bad.smooth = NAN; break;
         case 6: bad.scene_cut = NAN; break;
         case 7: bad.mode = (stylize_mode)9; break;

@@ -216,6 +216,51 @@ def test_radius_and_stride_come_from_the_model(models, name):
     assert got["parameters"] == sum(p.numel() for p in model.parameters())
 
 
+def tile_auto(model):
+    """stylize_model_info.tile_auto: 768 scaled by the classic network's 96
+    floats per pixel (its largest layer's input + output) over the model's,
+    square-rooted, down to the total stride, at least 256."""
+    scale, most = 1.0 / model.s2d, 0.0
+    for l, conv in zip(model.layers, model._convs):
+        if l.get("upsample", 1) == 2:
+            scale *= 2
+        cout, cin_g, _, _ = conv.weight.shape
+        pair = cin_g * conv.groups * scale * scale
+        if l.get("stride", 1) == 2:
+            scale /= 2
+        most = max(most, pair + cout * scale * scale)
+    side = min(max((96.0 * 768 * 768 / most) ** 0.5, 256), 65536)
+    return int(side) // model.total_stride() * model.total_stride()
+
+
+@pytest.mark.parametrize("name", sorted(SPECS))
+def test_auto_tile_follows_the_model(models, name):
+    path, model = models.get(name)
+    assert info(path, "--backend", "ref")["tile_auto"] == tile_auto(model)
+
+
+def test_auto_tile_classic_is_768(tmp_path):
+    path = tmp_path / "classic.safetensors"
+    tr.save_safetensors_model(tr.random_model((32, 64, 128), 1, 9, seed=3), path,
+                              {"format": "stylize", "format_version": "1", "architecture": "transformer_net"})
+    assert info(path, "--backend", "ref")["tile_auto"] == 768
+
+
+def test_live_layout_draws_720p_tin_in_one_pass(run, tmp_path):
+    """The shipped twins' layout gets a tile that holds a 1280x720 frame
+    (about a classic 768 tile's memory), so default tin is full's one pass,
+    bit for bit; an explicit 768 tile still tiles (and differs)."""
+    net = random_compact(live_spec(), seed=11)
+    path = tmp_path / "live.safetensors"
+    save_compact(net, path)
+    assert info(path, "--backend", "ref")["tile_auto"] >= 1280
+    img = smooth_image(1280, 720)
+    opts = ("--backend", "dnnl" if have_dnnl(path) else "ref", "--precision", "fp32")
+    full = run(path, img, *opts, "--mode", "full")
+    assert np.array_equal(run(path, img, *opts, "--mode", "tin"), full)
+    assert not np.array_equal(run(path, img, *opts, "--mode", "tin", "--tile", "768"), full)
+
+
 def test_overlap_below_radius_shows_in_tiles(run, models):
     """With fixed statistics, tiles with the model's own overlap equal one
     pass exactly (ref); an overlap well below the radius does not."""

@@ -127,7 +127,7 @@ def main():
 
     out = ["# The _live styles against their teachers", "",
            "Measured %s UTC with `tools/bench_live.py` (`make bench`). CPU: **%s**, %d online; ISA: %s. "
-           "libstylize dnnl backend, `tin` (default thumbnail and tiles: thumb auto, tile 768), 2 threads; "
+           "libstylize dnnl backend, `tin` (default thumbnail and tiles: thumb auto, tile auto: 768 for the teachers, 1328 for the twins), 2 threads; "
            "the twin also in the default mode (`auto`, which is `full` at these sizes); ms per frame = median "
            "of %d frames after 3 warm-up frames (the teachers: %d frames); GFLOP = the network's "
            "multiply-adds × 2 on the frame. Targets of the live-styles issue in brackets, ✓ / ✗."

@@ -334,7 +334,7 @@ int main(int argc, char **argv)
            "\"ms_median\": %.2f, \"fps\": %.3f, \"gflop\": %.2f, \"gflops\": %.1f, \"frame_mb\": %.1f, "
            "\"rss_base_mb\": %.1f, \"rss_peak_mb\": %.1f, \"rss_beyond_frames_mb\": %.1f, \"memory_needed_mb\": %.1f, \"checksum\": %llu}\n",
            stylize_backend_name(stylize_active_backend(ctx)), stylize_precision_name(stylize_active_precision(ctx)),
-           stylize_mode_name(stylize_resolve_mode(ctx, w, h)), o.threads, w, h, o.tile, o.thumb, frames, warmup, mi.width1, mi.width2, mi.width3,
+           stylize_mode_name(stylize_resolve_mode(ctx, w, h)), o.threads, w, h, o.tile < 0 ? mi.tile_auto : o.tile, o.thumb, frames, warmup, mi.width1, mi.width2, mi.width3,
            mi.res_blocks, create_ms, first, best, median, 1e3 / best, gflop, gflop / (best / 1e3),
            (double)bytes / 1048576.0, base_kb / 1024.0, peak_kb / 1024.0, peak_kb / 1024.0 - 2.0 * (double)bytes / 1048576.0,
            stylize_memory_needed(ctx, w, h) / 1048576.0, (unsigned long long)sum);

@@ -22,7 +22,8 @@ static void usage(FILE *f)
             "                          (or --max-memory), else exact (an image is a still); exact = full's\n"
             "                          result in tiles; tin = thumbnail statistics; patch = per tile\n"
             "      --thumb N           TIN thumbnail longer side, 0 = auto (a tile's pixels) [0]\n"
-            "      --tile N            tile side, 0 = whole frame [768]\n"
+            "      --tile N            tile side, 0 = whole frame, -1 = auto (768 for the classic network,\n"
+            "                          larger for smaller ones: --info's tile_auto) [-1]\n"
             "      --exact-layers N    tin: exact statistics for the first N norm layers [1]; 0 = estimate all\n"
             "      --tin-stats S       tin: sample|thumbnail: estimate the others from full-resolution sample\n"
             "                          tiles (pooled layer by layer) or from a downscaled thumbnail [sample]\n"
@@ -193,12 +194,12 @@ static void print_info(stylize_ctx *ctx)
     stylize_get_model_info(ctx, &mi);
     printf("{\"backend\": \"%s\", \"precision\": \"%s\", \"width1\": %d, \"width2\": %d, \"width3\": %d, \"res_blocks\": %d, \"kernel_in\": %d, "
            "\"kernel_out\": %d, \"norm_layers\": %d, \"receptive_radius\": %d, \"parameters\": %zu, "
-           "\"stats_size\": %zu, \"architecture\": \"%s\", \"total_stride\": %d, \"macs_per_pixel\": %.0f, "
+           "\"stats_size\": %zu, \"architecture\": \"%s\", \"total_stride\": %d, \"tile_auto\": %d, \"macs_per_pixel\": %.0f, "
            "\"style\": \"%s\", \"license\": \"%s\"}\n",
            stylize_backend_name(stylize_active_backend(ctx)), stylize_precision_name(stylize_active_precision(ctx)),
            mi.width1, mi.width2, mi.width3, mi.res_blocks, mi.kernel_in, mi.kernel_out, mi.norm_layers,
            mi.receptive_radius, mi.parameters, stylize_stats_size(ctx), mi.architecture, mi.total_stride,
-           mi.macs_per_pixel, mi.style, mi.license);
+           mi.tile_auto, mi.macs_per_pixel, mi.style, mi.license);
 }
 
 /* "512M", "2G", "1048576": bytes with an optional K/M/G (binary) suffix. */

@@ -106,12 +106,15 @@ typedef struct stylize_options {
                               tin_stats=sample the sample has the thumbnail's number of pixels, and with
                               thumb auto a tenth of a larger frame's, at most 5x: beyond 4K); 0 = auto
                               (default): the largest thumbnail with no more pixels than one tile's crop
-                              (at least 512; about 1184x666 for a 16:9 frame with tile 768), so the
+                              (at least 512; about 1184x666 for a 16:9 frame with a 768 tile), so the
                               thumbnail pass needs no more memory than a tile. 512 was the default
                               before; a larger thumbnail estimates the frame's statistics better */
     int tile;              /* tile side in pixels (rounded up to a multiple of the model's total
-                              stride: 4 classic, see stylize_model_info), default 768;
-                              0 = one tile covering the whole frame */
+                              stride: 4 classic, see stylize_model_info); 0 = one tile covering the
+                              whole frame; -1 = auto (default): stylize_model_info.tile_auto, 768 for
+                              the classic network and larger for smaller networks, so that a tile
+                              needs about the memory of a classic 768 tile (768 was the default for
+                              every model before) */
     int overlap;           /* context around each tile in pixels; -1 = auto: the model's
                               receptive-field radius (seamless in tin mode). Rounded up to a multiple of the total stride */
     float strength;        /* 0..1: blend of stylized (1) and original (0), default 1 */
@@ -161,6 +164,10 @@ typedef struct stylize_model_info {
     const char *architecture;   /* "transformer_net" (classic) or "compact" (docs/COMPACT.md) */
     int total_stride;           /* tiles start on multiples of this (4 classic) */
     double macs_per_pixel;      /* multiply-adds per input pixel (154 k for the classic model) */
+    int tile_auto;              /* the tile side of options.tile -1: 768 classic; for other networks
+                                   scaled by the floats per pixel of their largest layer (input +
+                                   output tensors) against the classic network's, so a tile needs
+                                   about the same memory (1328 for the shipped _live twins) */
 } stylize_model_info;
 
 /* A frame view. width and height >= 1. For packed formats only data[0] and

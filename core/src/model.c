@@ -573,6 +573,40 @@ static double macs_per_pixel(const sty_model *m)
     return total;
 }
 
+/* Floats per input pixel of the largest pair of tensors a layer reads and
+ * writes (an upsampling conv reads its upsampled input): what a tile's
+ * working memory grows with. 96 for the classic network (its last
+ * upsampling conv: 64 channels in, 32 out, at full resolution). */
+static double pair_floats_per_pixel(const sty_model *m)
+{
+    double scale = 1.0 / m->space_to_depth, most = 0;
+    for (int i = 0; i < m->n_layers; i++) {
+        const sty_conv *c = &m->convs[m->layers[i].conv];
+        if (c->upsample)
+            scale *= 2;
+        const double in = c->cin * scale * scale;
+        if (c->stride == 2)
+            scale /= 2;
+        const double pair = in + c->cout * scale * scale;
+        most = pair > most ? pair : most;
+    }
+    return most;
+}
+
+/* The automatic tile side: the tile a classic network gets (768) scaled so
+ * that the model's largest pair of tensors on it holds as many floats as
+ * the classic network's on a 768-pixel tile. A small network thus runs a
+ * 720p frame in one tile (tin = full there) with no more memory than a
+ * classic tile; a multiple of the total stride, at least 256. */
+static int tile_auto(const sty_model *m)
+{
+    const double classic_floats = 96.0 * 768 * 768, per_px = pair_floats_per_pixel(m);
+    double side = per_px > 0 ? sqrt(classic_floats / per_px) : 65536;
+    side = side < 256 ? 256 : side > 65536 ? 65536 : side;
+    const int a = m->total_stride > 0 ? m->total_stride : 1;
+    return (int)side / a * a;
+}
+
 static int alloc_network(loader *ld, int nconv)
 {
     sty_model *m = ld->m;
@@ -663,6 +697,7 @@ static int build_network(loader *ld)
     m->parameters = (size_t)(ld->next_weight - m->weights);
     m->receptive_radius = receptive_radius(m);
     m->macs_per_pixel = macs_per_pixel(m);
+    m->tile_auto = tile_auto(m);
     return 0;
 }
 
@@ -936,6 +971,7 @@ static int build_compact(loader *ld)
     m->parameters = (size_t)(ld->next_weight - m->weights);
     m->receptive_radius = receptive_radius(m);
     m->macs_per_pixel = macs_per_pixel(m);
+    m->tile_auto = tile_auto(m);
 out:
     json_object_put(doc);
     return r;

@@ -53,6 +53,7 @@ typedef struct sty_model {
      * Crops (tiles) start on multiples of total_stride. */
     int space_to_depth, pixel_shuffle, total_stride;
     double macs_per_pixel; /* multiply-adds per input pixel */
+    int tile_auto;      /* tile side of options tile -1 (auto): see tile_auto() in model.c */
     int n_convs, n_norms, n_layers;
     sty_conv *convs;
     sty_norm *norms;

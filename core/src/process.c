@@ -72,11 +72,14 @@ typedef struct tiling {
     int max_cw, max_ch; /* largest crop */
 } tiling;
 
-/* overlap < 0: the model's receptive radius. */
+/* overlap < 0: the model's receptive radius; tile < 0: the model's
+ * automatic tile side. */
 static tiling plan_tiles(const stylize_ctx *ctx, int W, int H, int tile, int overlap)
 {
     tiling t;
     const int align = tile_align(ctx);
+    if (tile < 0)
+        tile = ctx->engine->model->tile_auto;
     t.overlap = round_up(overlap < 0 ? ctx->engine->model->receptive_radius : overlap, align);
     tile = tile > 0 ? round_up(tile, align) : 0;
     t.step_x = tile_step(W, tile, align);

@@ -56,7 +56,7 @@ void stylize_options_default(stylize_options *o)
     o->thumb = 0;
     o->exact_layers = 1;
     o->tin_stats = STYLIZE_TIN_STATS_SAMPLE;
-    o->tile = 768;
+    o->tile = -1;
     o->overlap = -1;
     o->strength = 1.0f;
     o->preserve_color = 0;
@@ -178,8 +178,9 @@ static int check_options(const stylize_options *o, char *err, size_t n)
         return snprintf(err, n, "still %d is not 0 or 1", o->still), STYLIZE_ERR_INVALID_ARG;
     if (o->thumb != 0 && (o->thumb < 16 || o->thumb > 16384))
         return snprintf(err, n, "thumb %d is outside 16..16384 (0 = auto)", o->thumb), STYLIZE_ERR_INVALID_ARG;
-    if (o->tile < 0 || o->tile > 65536)
-        return snprintf(err, n, "tile %d is outside 0..65536 (0 = whole frame)", o->tile), STYLIZE_ERR_INVALID_ARG;
+    if (o->tile < -1 || o->tile > 65536)
+        return snprintf(err, n, "tile %d is outside -1..65536 (-1 = auto, 0 = whole frame)", o->tile),
+               STYLIZE_ERR_INVALID_ARG;
     if (o->overlap < -1 || o->overlap > 1024)
         return snprintf(err, n, "overlap %d is outside -1..1024 (-1 = auto)", o->overlap), STYLIZE_ERR_INVALID_ARG;
     if (!(o->strength >= 0 && o->strength <= 1))
@@ -437,6 +438,7 @@ void stylize_get_model_info(const stylize_ctx *ctx, stylize_model_info *info)
     info->architecture = m->arch == STY_ARCH_COMPACT ? "compact" : "transformer_net";
     info->total_stride = m->total_stride;
     info->macs_per_pixel = m->macs_per_pixel;
+    info->tile_auto = m->tile_auto;
 }
 
 size_t stylize_stats_size(const stylize_ctx *ctx)
