@@ -20,6 +20,20 @@ BUILD = Path(os.environ.get("STYLIZE_BUILD", REPO / "build"))
 
 sys.path.insert(0, str(TOOLS))
 
+
+def _cpu_words():
+    """Every word of /proc/cpuinfo (flags, vendor): what the CPU offers."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return set(f.read().split())
+    except OSError:
+        return set()
+
+
+CPU_WORDS = _cpu_words()
+# bf16 arithmetic the engine's dnnl backend can use (AVX512-BF16 or AMX-BF16)
+CPU_HAS_BF16 = "avx512_bf16" in CPU_WORDS or "amx_bf16" in CPU_WORDS
+
 # ASan: fail on leaks too; UBSan: abort with a stack on the first report.
 SAN_ENV = {
     "ASAN_OPTIONS": "detect_leaks=1:abort_on_error=1:halt_on_error=1",

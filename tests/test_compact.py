@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import RELEASE
+from conftest import CPU_HAS_BF16, RELEASE
 
 import stylize_safetensors
 import torch_reference as tr
@@ -134,14 +134,6 @@ def have_dnnl(model):
     return RELEASE.run("stylize-image", "-m", model, "--backend", "dnnl", "--info").returncode == 0
 
 
-def cpu_has_bf16():
-    try:
-        flags = open("/proc/cpuinfo").read().split()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
 def diff(a, b):
     d = np.abs(a.astype(np.int16) - b.astype(np.int16))
     return int(d.max()), float((d == 1).mean())
@@ -191,7 +183,7 @@ def test_tiled_tin_equals_untiled(run, models, backend, precision, levels, name)
     path, _ = models.get(name)
     if backend == "dnnl" and not have_dnnl(path):
         pytest.skip("dnnl backend not usable")
-    if precision == "bf16" and not cpu_has_bf16():
+    if precision == "bf16" and not CPU_HAS_BF16:
         pytest.skip("the CPU has no bf16")
     img = smooth_image(333, 517)
     # a fixed thumbnail: the default (thumb=0) takes as many pixels as a tile's crop,

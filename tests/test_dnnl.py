@@ -28,7 +28,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import RELEASE, SHARED
+from conftest import CPU_HAS_BF16, CPU_WORDS, RELEASE, SHARED
 
 import torch_reference as tr
 from test_reference import Models
@@ -69,15 +69,7 @@ if INFO is None:
     pytest.skip("dnnl backend not usable: " + WHY, allow_module_level=True)
 
 
-def cpu_info_words():
-    try:
-        return set(open("/proc/cpuinfo").read().split())
-    except OSError:
-        return set()
-
-
-CPU_WORDS = cpu_info_words()
-HAS_BF16 = "avx512_bf16" in CPU_WORDS or "amx_bf16" in CPU_WORDS
+HAS_BF16 = CPU_HAS_BF16
 # where bf16 beats fp32, so precision=auto picks it: AMX, or AVX512-BF16 on AMD
 BF16_IS_FASTER = "amx_bf16" in CPU_WORDS or ("avx512_bf16" in CPU_WORDS and "AuthenticAMD" in CPU_WORDS)
 needs_bf16 = pytest.mark.skipif(not HAS_BF16, reason="the CPU has neither AVX512-BF16 nor AMX-BF16")

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import BUILD, REPO, SHARED
+from conftest import BUILD, CPU_HAS_BF16, REPO, SHARED
 
 import stylize_safetensors
 
@@ -290,7 +290,7 @@ def test_flat_grey_frame_stays_flat_to_the_borders(release, path, opts, tmp_path
     # (the default for this size) differs by up to 3 levels between the 2x2 phases of its
     # sub-pixel decoder, uniformly over the frame (not at the borders): the flat frame's
     # channels are not quite constant after bf16 convolutions. Other models: <= 1.
-    if " avx512_bf16" in open("/proc/cpuinfo").read() or " amx_bf16" in open("/proc/cpuinfo").read():
+    if CPU_HAS_BF16:
         release.run("stylize-image", "-m", path, "--threads", "1", "--precision", "bf16", *opts, src, out, check=True)
         b = np.asarray(Image.open(out).convert("RGB")).astype(int)
         spread = flat_spread(b, path.stem in LIVE)
