@@ -112,6 +112,8 @@ def test_teacher_mode_against_itself(tmp_path, shared):
     assert res["psnr"] is None and res["block_psnr"] is None  # identical: infinite PSNR
     assert res["ssim"] == pytest.approx(1.0) and res["gram_distance"] == 0
     assert 5 < res["teacher_consistency_psnr"] < 60
+    # block means move less than pixels on a one-pixel shift
+    assert res["teacher_consistency_psnr"] < res["teacher_block_consistency_psnr"] < 80
     assert "| starry_night | starry_night | inf | inf | 1.000 | 0.000 |" in r.stdout
 
 

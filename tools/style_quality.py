@@ -44,7 +44,9 @@ image, Gaussian window sigma 1.5, Wang et al. 2004 constants, on RGB), and
 the relative Gram distance of the student's output to the teacher's (same
 layers and scales as above); plus the teacher's own consistency: the PSNR
 between its output for a photo and its output for the photo shifted right by
-one pixel, shifted back (the overlapping columns compared). PSNRs average
+one pixel, shifted back (the overlapping columns compared), in pixels and in
+8x8 block means (how far the teacher's own tones move on such a shift, the
+block-mean column's ceiling as the first is the PSNR's). PSNRs average
 the per-image MSE (RGB, peak 255). Output: OUT/teacher.md, OUT/teacher.json.
 
     tools/style_quality.py -m models/starry_night.safetensors -m models/mosaic.safetensors
@@ -397,7 +399,8 @@ def teacher_mode(args):
                 "mse": mse(s, t), "block_mse": mse(block_means(s), block_means(t)),
                 "ssim": ssim(s, t), "gram_distance": gd, "gram_loss": squared_mean(per_key),
                 # output column x of the shifted photo is column x-1 of the original's
-                "teacher_shift_mse": mse(ts[:, 1:], t[:, :-1])}
+                "teacher_shift_mse": mse(ts[:, 1:], t[:, :-1]),
+                "teacher_shift_block_mse": mse(block_means(ts[:, 1:]), block_means(t[:, :-1]))}
             print("%s: %s done" % (PROG, path.stem), file=sys.stderr, flush=True)
     mean = {k: float(np.mean([r[k] for r in rows.values()])) for k in next(iter(rows.values()))}
     res = {"teacher": str(teacher), "student": str(student), "long_side": long_side,
@@ -406,6 +409,7 @@ def teacher_mode(args):
            "ssim": mean["ssim"], "gram_distance": mean["gram_distance"],
            "gram_loss": mean["gram_loss"],
            "teacher_consistency_psnr": psnr_of_mse(mean["teacher_shift_mse"]),
+           "teacher_block_consistency_psnr": psnr_of_mse(mean["teacher_shift_block_mse"]),
            "per_image": rows}
     work = Path(args.output)
     work.mkdir(parents=True, exist_ok=True)
@@ -413,11 +417,12 @@ def teacher_mode(args):
     finite = {k: (None if isinstance(v, float) and np.isinf(v) else v) for k, v in res.items()}
     (work / "teacher.json").write_text(json.dumps(finite, indent=1) + "\n")
     table = ("| teacher | student | PSNR (dB) | 8×8 block-mean PSNR (dB) | SSIM | Gram distance | "
-             "Gram loss | teacher shift consistency (dB) |\n"
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |\n"
-             "| %s | %s | %.2f | %.2f | %.3f | %.3f | %.3f | %.2f |\n" % (
+             "Gram loss | teacher shift consistency (dB) | its 8×8 block-mean (dB) |\n"
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n"
+             "| %s | %s | %.2f | %.2f | %.3f | %.3f | %.3f | %.2f | %.2f |\n" % (
                  teacher.stem, student.stem, res["psnr"], res["block_psnr"], res["ssim"],
-                 res["gram_distance"], res["gram_loss"], res["teacher_consistency_psnr"]))
+                 res["gram_distance"], res["gram_loss"], res["teacher_consistency_psnr"],
+                 res["teacher_block_consistency_psnr"]))
     (work / "teacher.md").write_text(table)
     print(table, end="")
 
