@@ -169,6 +169,34 @@ def test_distill_exports_resumes_and_names_its_teacher(tmp_path, vgg_dir):
             assert np.array_equal(v.numpy(), ref), k
 
 
+def test_warm_start_is_recorded_through_resumes(tmp_path, vgg_dir):
+    """--init's file and its source line travel into the export, also after
+    --resume (via the checkpoint), so a twin's file tells its whole history."""
+    teacher = tr.random_model((8, 16, 16), 1, 3, seed=6)
+    tpath = tmp_path / "teacher.safetensors"
+    tr.save_safetensors_model(teacher, tpath, {"format": "stylize", "format_version": "1",
+                                                "architecture": "transformer_net", "style": "t"})
+    a, b = _photos()
+
+    def args(out, ck):
+        return ["--teacher", str(tpath), "-o", str(out), "--content", str(a), "--content", str(b),
+                "--stem", "8", "--body", "8", "--blocks", "1", "--up-widths", "8", "--size", "32",
+                "--batch", "2", "--max-side", "96", "--checkpoint-every", "1", "--threads", "1",
+                "--vgg", str(vgg_dir), "--checkpoint-dir", str(tmp_path / ck)]
+    first = tmp_path / "first.safetensors"
+    assert distill.main(args(first, "ck1") + ["--iterations", "1"]) == 0
+    second = tmp_path / "second.safetensors"
+    assert distill.main(args(second, "ck2") + ["--iterations", "1", "--init", str(first)]) == 0
+    assert distill.main(args(second, "ck2") + ["--iterations", "2", "--resume"]) == 0
+    _, meta = stylize_safetensors.read(second)
+    _, first_meta = stylize_safetensors.read(first)
+    assert json.loads(meta["training"])["init"] == "first.safetensors"
+    assert meta["source"].endswith("2 iterations, warm-started (--init) from first.safetensors (%s)"
+                                   % first_meta["source"])
+    _, meta1 = stylize_safetensors.read(first)
+    assert "init" not in json.loads(meta1["training"]) and "warm-started" not in meta1["source"]
+
+
 def test_distill_refuses_a_compact_teacher(tmp_path, vgg_dir, capsys):
     net = compact.random_compact(LAYOUTS["s2d1"], seed=1)
     path = tmp_path / "c.safetensors"

@@ -200,6 +200,14 @@ def lr_at(args, it, elapsed):
     return args.lr_min + 0.5 * (args.lr - args.lr_min) * (1 + math.cos(math.pi * t))
 
 
+def init_note(args):
+    """The warm start a run began from (--init), for the exported source line."""
+    init = getattr(args, "init_from", None)
+    if not init:
+        return ""
+    return ", warm-started (--init) from %s (%s)" % (init["file"], init["source"] or "no source recorded")
+
+
 def export(student, args, it, n_photos, teacher_meta, amp, calibration):
     net = compact.CompactNet(student.spec, {l["conv"]: tuple(student.get_submodule(l["conv"]).weight.shape[:3][:2])
                                             + (student.get_submodule(l["conv"]).weight.shape[2],)
@@ -216,6 +224,8 @@ def export(student, args, it, n_photos, teacher_meta, amp, calibration):
     # the precision this run used (--amp auto resolves per machine; a resumed run may have used another)
     settings.update(iterations=it, torch=torch.__version__, macs_per_pixel=net.macs_per_pixel(), amp=amp,
                     amp_requested=args.amp, level_phases=len(calibration))
+    if getattr(args, "init_from", None):
+        settings.update(init=args.init_from["file"])
     if phases:
         settings.update(phase_spread_before=round(phases[0], 3), phase_spread_after=round(phases[1], 3))
     meta = {
@@ -227,7 +237,7 @@ def export(student, args, it, n_photos, teacher_meta, amp, calibration):
         "teacher": Path(args.teacher).name,
         "teacher_sha256": sha256(args.teacher),
         "source": "distilled with libstylize tools/distill.py from %s, %d iterations"
-                  % (Path(args.teacher).name, it),
+                  % (Path(args.teacher).name, it) + init_note(args),
         "license": teacher_meta.get("license", "see the teacher model"),
         "trained_by": "tools/distill.py",
         "data": "%d photographs of ../shared/content/photos (inputs only; not shipped)" % n_photos,
@@ -285,6 +295,8 @@ def distill(args):
         student.load_state_dict({k: torch.as_tensor(np.asarray(v, dtype=np.float32))
                                  for k, v in tensors.items()})
         log("student initialised from %s" % args.init)
+        # kept through resumes (checkpoint meta) and in the export: the twin's history
+        args.init_from = {"file": Path(args.init).name, "source": meta.get("source", "")}
     student = student.to(device)
     opt = torch.optim.Adam(student.parameters(), lr=args.lr)
     start, elapsed0 = 0, 0.0
@@ -297,6 +309,7 @@ def distill(args):
         student.load_state_dict(ck["model"])
         opt.load_state_dict({"state": ck["optimizer_state"], "param_groups": meta["param_groups"]})
         start, elapsed0 = int(meta["iteration"]), float(meta["elapsed"])
+        args.init_from = meta.get("init_from")
         gen.set_state(ck["gen"])
         log("resuming at iteration %d (%.0f s spent)" % (start, elapsed0))
 
@@ -327,7 +340,8 @@ def distill(args):
         torch.save({"model": student.state_dict(), "optimizer_state": osd["state"],
                     "gen": gen.get_state(),
                     "meta": json.dumps({"iteration": it, "elapsed": float(elapsed),
-                                        "param_groups": osd["param_groups"]})}, str(tmp))
+                                        "param_groups": osd["param_groups"],
+                                        "init_from": getattr(args, "init_from", None)})}, str(tmp))
         os.replace(tmp, ckdir / "latest.pt")
         export(student, args, it, len(paths), teacher_meta, amp, calibration)
 
