@@ -59,10 +59,12 @@ def rounds_median(results):
     beside it; None if any round failed."""
     if not results or any(r is None for r in results):
         return None
-    ordered = sorted(results, key=lambda r: r["ms_median"])
-    r = dict(ordered[(len(ordered) - 1) // 2])
-    r["rounds"] = [x["ms_median"] for x in results]
-    return r
+    return dict(middle(results, "ms_median"), rounds=[x["ms_median"] for x in results])
+
+
+def middle(results, key):
+    """The result whose `key` is the median (the lower one of an even count)."""
+    return sorted(results, key=lambda r: r[key])[(len(results) - 1) // 2]
 
 
 def ffmpeg_clip(build, ffmpeg, frames):
@@ -142,8 +144,8 @@ def main():
         if a and b and c:
             rows.append((twin.stem, teacher.stem, size, prec, a, b, c))
     ffs = [ffmpeg_fps(build, twins[0].stem, args.ffmpeg_frames, args.idle_wait) for _ in range(3)] if twins else []
-    ffs = sorted((f for f in ffs if f), key=lambda f: f["fps"])
-    ff = dict(ffs[(len(ffs) - 1) // 2], runs=[f["fps"] for f in ffs]) if ffs else None
+    ffs = [f for f in ffs if f]
+    ff = dict(middle(ffs, "fps"), runs=sorted(f["fps"] for f in ffs)) if ffs else None
     wait_idle(args.idle_wait)
     pk = subprocess.run([str(build / "bin" / "stylize-bench"), "--peak", "--threads", "2"], capture_output=True,
                         text=True)

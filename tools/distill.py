@@ -202,10 +202,10 @@ def lr_at(args, it, elapsed):
 
 def init_note(args):
     """The warm start a run began from (--init), for the exported source line."""
-    init = getattr(args, "init_from", None)
-    if not init:
+    if not args.init_from:
         return ""
-    return ", warm-started (--init) from %s (%s)" % (init["file"], init["source"] or "no source recorded")
+    return ", warm-started (--init) from %s (%s)" % (args.init_from["file"],
+                                                     args.init_from["source"] or "no source recorded")
 
 
 def export(student, args, it, n_photos, teacher_meta, amp, calibration):
@@ -224,7 +224,7 @@ def export(student, args, it, n_photos, teacher_meta, amp, calibration):
     # the precision this run used (--amp auto resolves per machine; a resumed run may have used another)
     settings.update(iterations=it, torch=torch.__version__, macs_per_pixel=net.macs_per_pixel(), amp=amp,
                     amp_requested=args.amp, level_phases=len(calibration))
-    if getattr(args, "init_from", None):
+    if args.init_from:
         settings.update(init=args.init_from["file"])
     if phases:
         settings.update(phase_spread_before=round(phases[0], 3), phase_spread_after=round(phases[1], 3))
@@ -288,6 +288,7 @@ def distill(args):
     student = compact.CompactNet(spec, shapes)
     with torch.no_grad():  # start at mid-grey, the middle of the teacher's range
         student._convs[-1].bias.fill_(127.5)
+    args.init_from = None  # the warm start's file and source line, set by --init or a resumed checkpoint
     if args.init and not args.resume:
         tensors, meta = stylize_safetensors.read(args.init)
         if json.loads(meta.get("network", "null")) != spec:
@@ -341,7 +342,7 @@ def distill(args):
                     "gen": gen.get_state(),
                     "meta": json.dumps({"iteration": it, "elapsed": float(elapsed),
                                         "param_groups": osd["param_groups"],
-                                        "init_from": getattr(args, "init_from", None)})}, str(tmp))
+                                        "init_from": args.init_from})}, str(tmp))
         os.replace(tmp, ckdir / "latest.pt")
         export(student, args, it, len(paths), teacher_meta, amp, calibration)
 
