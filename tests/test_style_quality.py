@@ -83,6 +83,10 @@ def test_style_mode_end_to_end(style_run):
     assert 0.3 < m["content_distance"] < 3 and 0 < m["gram_spread"] < 1
     row = "| starry_night | v1 | %.3f |" % m["style_distance"]
     assert row in stdout and (out / "style_quality.md").read_text() in stdout
+    # the border statistic of test_models (v1 starry_night has no line: models/README.md)
+    assert [b["side"] for b in m["border"]] == ["top", "bottom", "left", "right"]
+    assert m["border_lines"] == [] and all(0 < b["step"] < 4 * b["interior"] for b in m["border"])
+    assert sq.border_cell(m) in stdout and "line" not in sq.border_cell(m)
     from PIL import Image
     with Image.open(out / "style_quality_sheet.jpg") as sheet:
         assert sheet.width == 2 * 64 and sheet.height > 8 * 40

@@ -32,6 +32,11 @@ build/bin/stylize-image in `full` mode, fp32, and measured with VGG19
   warping error    flicker on the cockatoo clip: tools/eval_temporal.py's
                    warping error (Lai et al. 2018) with its defaults (40 frames,
                    320 px wide, `tin` with thumb 128), x 1e-3.
+  border           a line along the frame borders: tools/border_line.py's
+                   statistic (the one tests/test_models.py asserts on) on 4
+                   Kodak photos cropped by 8 px at 384 px: the side whose
+                   outermost row-mean step is largest against the rows inside,
+                   in levels and x that interior; "line" where it is one.
 
 and a contact sheet (tools/contact_sheet.py's layout) of the Kodak images x
 models. Output: a Markdown table (stdout and OUT/style_quality.md),
@@ -73,6 +78,7 @@ REPO = TOOLS.parent
 SHARED = Path(os.environ.get("STYLIZE_SHARED", REPO.parent / "shared"))
 BUILD = Path(os.environ.get("STYLIZE_BUILD", REPO / "build"))
 sys.path.insert(0, str(TOOLS))
+import border_line  # noqa: E402
 PROG = "style_quality"
 
 STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1")
@@ -255,6 +261,8 @@ def style_mode(args):
             raise QualityError("--label %r: expected MODEL=TEXT" % item)
         labels[k] = v
     photos = [(p.stem, load_photo(p, args.long_side)) for p in kodak_images()]
+    border_imgs = [np.asarray(border_line.border_photo(SHARED / "media" / "kodak" / (n + ".png")))
+                   for n in border_line.BORDER_IMAGES]
     contents = [vgg.content(img) for _, img in photos]
     work = Path(args.output)
     work.mkdir(parents=True, exist_ok=True)
@@ -303,6 +311,10 @@ def style_mode(args):
                 res["style_per_layer"] = {
                     key_name(k): float(np.mean([r["style_per_layer"][key_name(k)]
                                                 for r in per_image.values()])) for k in target}
+            border_outs = [engine.stylize(path, b, tmp) for b in border_imgs]
+            res["border"] = [{"side": side, "step": step, "interior": inner}
+                             for side, step, inner in border_line.border_report(border_outs)]
+            res["border_lines"] = [side for side, _, _ in border_line.border_lines(border_outs)]
             if not args.no_flicker:
                 res["warping_error"] = warping_error(path, engine, work, args)
             results.append(res)
@@ -330,15 +342,25 @@ def style_mode(args):
                                     work / "style_quality_sheet.jpg"), file=sys.stderr)
 
 
+def border_cell(r):
+    """'top 2.8 (1.0x)': the side with the largest outermost step relative
+    to its interior, and 'line' where border_line calls it one."""
+    b = max(r["border"], key=lambda e: e["step"] / max(e["interior"], 1e-9))
+    return "%s%s %.1f (%.1f×)" % ("**line** " if r["border_lines"] else "", b["side"], b["step"],
+                                  b["step"] / max(b["interior"], 1e-9))
+
+
 def style_table(results, args):
     lines = ["| model | version | style distance | style loss | Gram spread | content distance | "
-             "warping error (x 1e-3) |", "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+             "warping error (x 1e-3) | border (worst side) |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |"]
     for r in results:
         sd, sl = (("%.3f" % r["style_distance"], "%.3f" % r["style_loss"])
                   if r["style_distance"] is not None else ("—", "—"))
         we = "%.2f" % (r["warping_error"] * 1e3) if "warping_error" in r else "—"
-        lines.append("| %s | %s | %s | %s | %.3f | %.2f | %s |" % (
-            r["model"], r["label"], sd, sl, r["gram_spread"], r["content_distance"], we))
+        lines.append("| %s | %s | %s | %s | %.3f | %.2f | %s | %s |" % (
+            r["model"], r["label"], sd, sl, r["gram_spread"], r["content_distance"], we,
+            border_cell(r)))
     return "\n".join(lines) + "\n"
 
 
