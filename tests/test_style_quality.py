@@ -45,6 +45,16 @@ def test_pixel_measures():
     assert sq.mse(c, d) > 10000 and sq.mse(sq.block_means(c), sq.block_means(d)) == 0
 
 
+def test_border_cell_names_the_line_side():
+    """A side with a high ratio of few levels is not the line: the cell
+    names the side border_line calls a line."""
+    r = {"border": [{"side": "top", "step": 1.5, "interior": 0.3},
+                    {"side": "left", "step": 9.0, "interior": 2.0}], "border_lines": ["left"]}
+    assert sq.border_cell(r) == "**line** left 9.0 (4.5×)"
+    r["border_lines"] = []
+    assert sq.border_cell(r) == "top 1.5 (5.0×)"
+
+
 def test_ssim():
     rng = np.random.default_rng(1)
     a = rng.integers(0, 256, (64, 64, 3)).astype(np.uint8)

@@ -344,8 +344,10 @@ def style_mode(args):
 
 def border_cell(r):
     """'top 2.8 (1.0x)': the side with the largest outermost step relative
-    to its interior, and 'line' where border_line calls it one."""
-    b = max(r["border"], key=lambda e: e["step"] / max(e["interior"], 1e-9))
+    to its interior; where border_line finds lines, '**line**' and the
+    worst of those sides (a side can have a high ratio of few levels)."""
+    sides = [e for e in r["border"] if e["side"] in r["border_lines"]] or r["border"]
+    b = max(sides, key=lambda e: e["step"] / max(e["interior"], 1e-9))
     return "%s%s %.1f (%.1f×)" % ("**line** " if r["border_lines"] else "", b["side"], b["step"],
                                   b["step"] / max(b["interior"], 1e-9))
 
