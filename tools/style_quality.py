@@ -346,10 +346,11 @@ def border_cell(r):
     """'top 2.8 (1.0x)': the side with the largest outermost step relative
     to its interior; where border_line finds lines, '**line**' and the
     worst of those sides (a side can have a high ratio of few levels)."""
+    def ratio(e):
+        return e["step"] / max(e["interior"], 1e-9)
     sides = [e for e in r["border"] if e["side"] in r["border_lines"]] or r["border"]
-    b = max(sides, key=lambda e: e["step"] / max(e["interior"], 1e-9))
-    return "%s%s %.1f (%.1f×)" % ("**line** " if r["border_lines"] else "", b["side"], b["step"],
-                                  b["step"] / max(b["interior"], 1e-9))
+    b = max(sides, key=ratio)
+    return "%s%s %.1f (%.1f×)" % ("**line** " if r["border_lines"] else "", b["side"], b["step"], ratio(b))
 
 
 def style_table(results, args):
