@@ -1,0 +1,59 @@
+#!/bin/bash
+# The own styles' v2 retraining (issue 14, docs/TRAINING.md "The v2 recipe")
+# as one resumable queue: a CPU session runs out long before 4 styles × 5000
+# iterations do, so every call picks up where the last one stopped. Styles
+# run in the order given, JOBS at a time (one thread each: two one-thread
+# runs use two cores better than one two-thread run), each resuming from its
+# build/train/STYLE_v2/latest.pt when there is one; a finished style leaves
+# build/train/STYLE_v2/done and is skipped; a style whose train.py is
+# already running is waited for, never started twice.
+#
+#   bash tools/retrain_styles.sh [STYLE ...]     (default: the four paintings)
+#   JOBS=2 ITERATIONS=5000 NICE=10               (environment, the defaults)
+#
+# Logs: build/train/STYLE_v2.log (appended). Stop with
+# `pkill -f tools/retrain_styles.sh; pkill -f tools/train.py`: the next call
+# loses at most the iterations since the last checkpoint (50).
+set -u
+cd "$(dirname "$0")/.." || exit 1
+SHARED=${STYLIZE_SHARED:-../shared}
+PY=${PY:-/usr/bin/python3}
+JOBS=${JOBS:-2}
+ITERATIONS=${ITERATIONS:-5000}
+NICE=${NICE:-10}
+[ $# -gt 0 ] || set -- starry_night great_wave the_scream shipwreck
+
+train_one() {  # style: runs to the end or until killed
+    local s=$1 dir=build/train/$1_v2
+    # a run started by hand (or by another queue) goes on; this one waits for it
+    while pgrep -f -- "--checkpoint-dir $dir " > /dev/null; do sleep 30; done
+    local resume=()
+    [ -f "$dir/latest.pt" ] && resume=(--resume)
+    mkdir -p "$dir"
+    echo "[$(date -u +%FT%TZ)] $s: ${resume[*]:-start}" >> "build/train/${s}_v2.log"
+    nice -n "$NICE" "$PY" tools/train.py --style "$SHARED/styles/$s.jpg" --tin --size 256 --batch 4 \
+        --iterations "$ITERATIONS" --threads 1 --checkpoint-every 50 --keep 2 \
+        --checkpoint-dir "$dir" -o "$dir/$s.safetensors" "${resume[@]}" \
+        >> "build/train/${s}_v2.log" 2>&1
+    local rc=$?
+    if [ $rc -eq 0 ]; then
+        touch "$dir/done"
+    else
+        echo "[$(date -u +%FT%TZ)] $s: train.py exit $rc" >> "build/train/${s}_v2.log"
+    fi
+    return $rc
+}
+
+for s in "$@"; do
+    [ -f "$SHARED/styles/$s.jpg" ] || { echo "retrain_styles: no painting $SHARED/styles/$s.jpg" >&2; exit 1; }
+done
+for s in "$@"; do
+    if [ -f "build/train/${s}_v2/done" ]; then
+        echo "retrain_styles: $s is done (build/train/${s}_v2/$s.safetensors)"
+        continue
+    fi
+    while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do wait -n; done
+    echo "retrain_styles: $s (log build/train/${s}_v2.log)"
+    train_one "$s" &
+done
+wait
