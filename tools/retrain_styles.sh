@@ -9,7 +9,7 @@
 # already running is waited for, never started twice.
 #
 #   bash tools/retrain_styles.sh [STYLE ...]     (default: the four paintings)
-#   JOBS=2 ITERATIONS=5000 NICE=10               (environment, the defaults)
+#   JOBS=2 ITERATIONS=5000 NICE=10 TRAIN_DIR=build/train   (environment, the defaults)
 #
 # Logs: build/train/STYLE_v2.log (appended). Stop with
 # `pkill -f tools/retrain_styles.sh; pkill -f tools/train.py`: the next call
@@ -21,25 +21,26 @@ PY=${PY:-/usr/bin/python3}
 JOBS=${JOBS:-2}
 ITERATIONS=${ITERATIONS:-5000}
 NICE=${NICE:-10}
+TRAIN_DIR=${TRAIN_DIR:-build/train}
 [ $# -gt 0 ] || set -- starry_night great_wave the_scream shipwreck
 
 train_one() {  # style: runs to the end or until killed
-    local s=$1 dir=build/train/$1_v2
+    local s=$1 dir=$TRAIN_DIR/$1_v2
     # a run started by hand (or by another queue) goes on; this one waits for it
     while pgrep -f -- "--checkpoint-dir $dir " > /dev/null; do sleep 30; done
     local resume=()
     [ -f "$dir/latest.pt" ] && resume=(--resume)
     mkdir -p "$dir"
-    echo "[$(date -u +%FT%TZ)] $s: ${resume[*]:-start}" >> "build/train/${s}_v2.log"
+    echo "[$(date -u +%FT%TZ)] $s: ${resume[*]:-start}" >> "$TRAIN_DIR/${s}_v2.log"
     nice -n "$NICE" "$PY" tools/train.py --style "$SHARED/styles/$s.jpg" --tin --size 256 --batch 4 \
         --iterations "$ITERATIONS" --threads 1 --checkpoint-every 50 --keep 2 \
         --checkpoint-dir "$dir" -o "$dir/$s.safetensors" "${resume[@]}" \
-        >> "build/train/${s}_v2.log" 2>&1
+        >> "$TRAIN_DIR/${s}_v2.log" 2>&1
     local rc=$?
     if [ $rc -eq 0 ]; then
         touch "$dir/done"
     else
-        echo "[$(date -u +%FT%TZ)] $s: train.py exit $rc" >> "build/train/${s}_v2.log"
+        echo "[$(date -u +%FT%TZ)] $s: train.py exit $rc" >> "$TRAIN_DIR/${s}_v2.log"
     fi
     return $rc
 }
@@ -48,12 +49,12 @@ for s in "$@"; do
     [ -f "$SHARED/styles/$s.jpg" ] || { echo "retrain_styles: no painting $SHARED/styles/$s.jpg" >&2; exit 1; }
 done
 for s in "$@"; do
-    if [ -f "build/train/${s}_v2/done" ]; then
-        echo "retrain_styles: $s is done (build/train/${s}_v2/$s.safetensors)"
+    if [ -f "$TRAIN_DIR/${s}_v2/done" ]; then
+        echo "retrain_styles: $s is done ($TRAIN_DIR/${s}_v2/$s.safetensors)"
         continue
     fi
     while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do wait -n; done
-    echo "retrain_styles: $s (log build/train/${s}_v2.log)"
+    echo "retrain_styles: $s (log $TRAIN_DIR/${s}_v2.log)"
     train_one "$s" &
 done
 wait
