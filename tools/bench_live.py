@@ -162,8 +162,10 @@ def main():
            % (started.strftime("%Y-%m-%d %H:%M"), cpu_name(), len(open("/proc/cpuinfo").read().split("processor")) - 1,
               isa or "none", args.frames, args.rounds, max(3, args.frames // 4)), "",
            "This machine's ceiling (a large oneDNN matmul, `stylize-bench --peak --threads 2`): %s GFLOP/s fp32, "
-           "%s GFLOP/s bf16. The issue's targets were set on a machine whose ceiling was 839 GFLOP/s bf16: "
-           "compare the ratios (teacher / twin) across machines, not the milliseconds." % (
+           "%s GFLOP/s bf16 (weights in the kernel's own layout; before 2026-11-30 `--peak` gave them in "
+           "row-major order, which oneDNN's AVX-512 matmul repacks at every call: a third of the fp32 ceiling). "
+           "The issue's targets were set on a machine whose bf16 ceiling that earlier `--peak` gave as 839 "
+           "GFLOP/s: compare the ratios (teacher / twin) across machines, not the milliseconds." % (
                peak.get("peak_fp32_gflops", "?"), peak.get("peak_bf16_gflops", "?")), "",
            "| twin | size | precision | twin ms (`tin`) | fps | GFLOP | teacher ms (`tin`) | teacher GFLOP | "
            "teacher / twin | twin ms, default mode (fps) | twin rounds, `tin` / default (ms) | idle |",
