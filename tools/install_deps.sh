@@ -18,7 +18,7 @@ PACKAGES="
   python3 python3-numpy python3-pil python3-onnx python3-pytest python3-torch
   python3-opencv python3-matplotlib python3-skimage
   clang libclang-rt-14-dev
-  parallel openssh-server openssh-client valgrind
+  parallel openssh-server openssh-client valgrind procps
   slurm-wlm munge
 "
 
