@@ -215,6 +215,31 @@ def test_train_checkpoint_resume_export(tmp_path, vgg_dir):
     assert info["style"] == "starry_night" and info["license"] == "MIT"
 
 
+def test_weight_average_resumes_exactly_and_is_what_is_exported(tmp_path, vgg_dir):
+    """--ema: the average is checkpointed (a resumed run continues it bit for
+    bit), warms up over its first updates, and the export is the average,
+    not the raw weights."""
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    assert train.main(_args(straight, 4, ["--ema", "0.9"])) == 0
+    assert train.main(_args(split, 2, ["--ema", "0.9"])) == 0
+    assert train.main(["--resume", "--checkpoint-dir", str(split), "--iterations", "4"]) == 0
+    a = train.load_checkpoint(straight / "latest.pt")
+    b = train.load_checkpoint(split / "latest.pt")
+    assert a["ema_updates"] == b["ema_updates"] == 4
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+        assert torch.equal(a["ema"][k], b["ema"][k]), k
+    # 4 updates with the warm-up decays 1/10, 2/11, 3/12, 4/13: not the raw weights
+    assert any(not torch.equal(b["ema"][k], b["model"][k]) for k in b["model"])
+    model = tr.load_safetensors_model(split / "starry_night.safetensors")
+    for k, v in model.state_dict().items():
+        ref = b["ema"][k].numpy().astype(np.float16).astype(np.float32)
+        assert np.array_equal(v.numpy(), ref), k
+    meta = stylize_safetensors.read(split / "starry_night.safetensors")[1]
+    assert json.loads(meta["training"])["ema"] == 0.9
+    assert train.main(_args(tmp_path / "bad", 1, ["--ema", "1"])) == 1
+
+
 def test_resume_refuses_other_architecture(tmp_path, vgg_dir):
     assert train.main(_args(tmp_path, 1, ["--checkpoint-every", "1", "--tin-prob", "0"])) == 0
     assert train.main(["--resume", "--checkpoint-dir", str(tmp_path), "--widths",

@@ -228,9 +228,32 @@ def grad_scaler(amp, device):
 
 
 # ===========================================================================
+# weight average
+
+class WeightAverage:
+    """An exponential moving average of a model's weights (--ema). Its decay
+    warms up over the first updates, so that an average started late (a
+    resumed run) or a short run does not hold on to its first weights."""
+
+    def __init__(self, model, decay, state=None, updates=0):
+        self.model = tr.TransformerNet(model.widths, model.res_blocks, model.kernel_in).to(
+            next(model.parameters()).device)
+        self.model.load_state_dict(state if state is not None else model.state_dict())
+        self.model.requires_grad_(False)
+        self.decay, self.updates = decay, int(updates)
+
+    @torch.no_grad()
+    def update(self, model):
+        d = min(self.decay, (1.0 + self.updates) / (10.0 + self.updates))
+        for a, w in zip(self.model.state_dict().values(), model.state_dict().values()):
+            a.mul_(d).add_(w.detach(), alpha=1.0 - d)
+        self.updates += 1
+
+
+# ===========================================================================
 # checkpoints, export
 
-def save_checkpoint(path, model, opt, iteration, args, rng, elapsed, scaler=None):
+def save_checkpoint(path, model, opt, iteration, args, rng, elapsed, scaler=None, ema=None):
     """Tensors as tensors, everything else as one JSON string, so that
     torch.load(weights_only=True) reads it on torch 1.13 (whose safe
     unpickler rejects Python floats) and 2.x alike."""
@@ -243,6 +266,7 @@ def save_checkpoint(path, model, opt, iteration, args, rng, elapsed, scaler=None
         "param_groups": osd["param_groups"],
         "scaler": {k: (v.item() if torch.is_tensor(v) else v)
                    for k, v in scaler.state_dict().items()} if scaler is not None else {},
+        "ema_updates": ema.updates if ema is not None else 0,
     }
     ck = {
         "model": model.state_dict(),
@@ -250,6 +274,8 @@ def save_checkpoint(path, model, opt, iteration, args, rng, elapsed, scaler=None
         "torch_rng": torch.get_rng_state(),
         "meta": json.dumps(meta),
     }
+    if ema is not None:
+        ck["ema"] = ema.model.state_dict()
     tmp = path.with_name(path.name + ".tmp")
     torch.save(ck, str(tmp))
     os.replace(tmp, path)
@@ -283,8 +309,8 @@ def training_settings(args, iteration, content_names):
             "loss_margin", "time_budget",
             "style_weight", "content_weight", "tv_weight", "style_layers", "content_layer",
             "style_scales", "style_scale_weights", "style_size", "scale", "tin", "tin_prob",
-            "tin_thumb", "tin_ratio", "tin_detach", "amp", "seed", "frames_per_video"]
-    d = {k: getattr(args, k) for k in keys}
+            "tin_thumb", "tin_ratio", "tin_detach", "amp", "seed", "frames_per_video", "ema"]
+    d = {k: getattr(args, k, None) for k in keys}
     d.update(iterations=iteration, style_image=Path(args.style).name, vgg="VGG19 blocks 1-3 "
              "(Keras/TF.js weights)", content=content_names, torch=torch.__version__)
     return json.dumps(d, sort_keys=True, separators=(",", ":"))
@@ -413,6 +439,10 @@ exit status: 0 on success, 1 on an error (message 'train.py: ...').""")
     g.add_argument("--time-budget", metavar="S", type=float, default=0.0, help="stop after S "
                    "seconds of training (resumes count what was spent) instead of at --iterations; "
                    "the learning-rate schedule follows the elapsed time " + d)
+    g.add_argument("--ema", metavar="DECAY", type=float, default=0.0, help="keep an exponential moving "
+                   "average of the weights (decay per iteration, warmed up as min(DECAY, (1+n)/(10+n)) "
+                   "over its n updates) and export and preview it instead of the raw weights, which "
+                   "jitter from checkpoint to checkpoint while the step size is large; 0 = off " + d)
     g.add_argument("--seed", metavar="N", type=int, default=1, help="random seed " + d)
     g = p.add_argument_group("thumbnail instance normalization")
     g.add_argument("--tin", action="store_true", help="TIN-aware training: a fraction "
@@ -492,6 +522,8 @@ def finish_args(args):
         raise TrainError("--style-scales: factors >= 1 leaving crops of at least 8 px")
     if not 0 < args.scale_l[0] <= args.scale_l[1]:
         raise TrainError("--scale LO,HI with 0 < LO <= HI")
+    if not 0 <= args.ema < 1:
+        raise TrainError("--ema %g: a decay in [0, 1)" % args.ema)
     if not 0 <= args.tin_prob <= 1 or args.tin_thumb < 16 or args.tin_ratio < 1:
         raise TrainError("bad --tin-prob (0..1), --tin-thumb (>= 16) or --tin-ratio (>= 1)")
     if args.checkpoint_every < 1 or args.log_every < 1:
@@ -586,12 +618,19 @@ def train(args, argv_explicit):
         if scaler is not None and ck.get("scaler"):
             scaler.load_state_dict(ck["scaler"])
 
+    ema = None
+    if args.ema > 0:  # from the checkpoint's average, or started here from its weights
+        have = ck is not None and "ema" in ck
+        ema = WeightAverage(model, args.ema, ck["ema"] if have else None,
+                            ck.get("ema_updates", 0) if have else 0)
+    shown = ema.model if ema is not None else model  # what is exported and previewed
+
     images = load_content(args.content or ["auto"], args.frames_per_video, args.max_side)
     content_names = sorted({n.split("#")[0] for n, _ in images})
     if args.export_only:
         if ck is None:
             raise TrainError("--export-only needs --resume")
-        export_model(model, args.output, args, start, content_names)
+        export_model(shown, args.output, args, start, content_names)
         return 0
 
     need = args.style_layers_l + [args.content_layer]
@@ -655,6 +694,8 @@ def train(args, argv_explicit):
         else:
             loss.backward()
             opt.step()
+        if ema is not None:
+            ema.update(model)
         if device.type == "cuda":
             torch.cuda.synchronize()
         times.append(time.time() - t0)
@@ -686,16 +727,16 @@ def train(args, argv_explicit):
         if done % args.checkpoint_every == 0 or done == end:
             elapsed = elapsed0 + time.time() - t_start
             path = ckdir / ("ckpt_%06d.pt" % done)
-            save_checkpoint(path, model, opt, done, args, rng, elapsed, scaler)
+            save_checkpoint(path, model, opt, done, args, rng, elapsed, scaler, ema)
             shutil.copyfile(path, ckdir / "latest.pt.tmp")
             os.replace(ckdir / "latest.pt.tmp", ckdir / "latest.pt")
             old = sorted(ckdir.glob("ckpt_*.pt"))[:-args.keep] if args.keep > 0 else []
             for o in old:
                 o.unlink()
-            export_model(model, args.output, args, done, content_names)
+            export_model(shown, args.output, args, done, content_names)
             if preview is not None:
                 model.eval()
-                write_preview(model, preview, ckdir / ("preview_%06d.png" % done), autocast)
+                write_preview(shown, preview, ckdir / ("preview_%06d.png" % done), autocast)
                 model.train()
     if bench:
         t, c = times[1:], cpu_times[1:]
@@ -711,12 +752,12 @@ def train(args, argv_explicit):
     if args.time_budget and end > start and end % args.checkpoint_every:
         # stopped by the budget between checkpoints: keep and export the last step
         save_checkpoint(ckdir / ("ckpt_%06d.pt" % end), model, opt, end, args, rng,
-                        elapsed0 + time.time() - t_start, scaler)
+                        elapsed0 + time.time() - t_start, scaler, ema)
         shutil.copyfile(ckdir / ("ckpt_%06d.pt" % end), ckdir / "latest.pt")
-        export_model(model, args.output, args, end, content_names)
+        export_model(shown, args.output, args, end, content_names)
         log("time budget of %.0f s spent after %d iterations" % (args.time_budget, end))
     elif start >= end:
-        export_model(model, args.output, args, start, content_names)
+        export_model(shown, args.output, args, start, content_names)
     return 0
 
 
