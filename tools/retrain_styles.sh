@@ -8,7 +8,7 @@
 # build/train/STYLE_v2/done and is skipped; a style whose train.py is
 # already running is waited for, never started twice. The exports are a
 # moving average of the weights (--ema 0.995, about the last 200
-# iterations; added at 1950 of 5000 to starry_night and great_wave), as
+# iterations; added at 1850 of 5000 to starry_night and great_wave), as
 # single checkpoints jitter while the step size is large.
 #
 #   bash tools/retrain_styles.sh [STYLE ...]     (default: the four paintings)
