@@ -229,7 +229,7 @@ def test_weight_average_resumes_exactly_and_is_what_is_exported(tmp_path, vgg_di
     for k in a["model"]:
         assert torch.equal(a["model"][k], b["model"][k]), k
         assert torch.equal(a["ema"][k], b["ema"][k]), k
-    # 4 updates with the warm-up decays 1/10, 2/11, 3/12, 4/13: not the raw weights
+    # 4 updates with the decays 0, 1/2, 2/3, 3/4: the mean of the last 4 weights, not the last
     assert any(not torch.equal(b["ema"][k], b["model"][k]) for k in b["model"])
     model = tr.load_safetensors_model(split / "starry_night.safetensors")
     for k, v in model.state_dict().items():

@@ -232,8 +232,10 @@ def grad_scaler(amp, device):
 
 class WeightAverage:
     """An exponential moving average of a model's weights (--ema). Its decay
-    warms up over the first updates, so that an average started late (a
-    resumed run) or a short run does not hold on to its first weights."""
+    is min(DECAY, n/(n+1)) at its n-th update: the plain mean of the weights
+    seen until 1/(1-DECAY) updates, then exponential with that horizon, so
+    that an average started late (a resumed run) or a short run does not
+    hold on to its first weights."""
 
     def __init__(self, model, decay, state=None, updates=0):
         self.model = tr.TransformerNet(model.widths, model.res_blocks, model.kernel_in).to(
@@ -244,7 +246,7 @@ class WeightAverage:
 
     @torch.no_grad()
     def update(self, model):
-        d = min(self.decay, (1.0 + self.updates) / (10.0 + self.updates))
+        d = min(self.decay, self.updates / (self.updates + 1.0))
         for a, w in zip(self.model.state_dict().values(), model.state_dict().values()):
             a.mul_(d).add_(w.detach(), alpha=1.0 - d)
         self.updates += 1
@@ -310,7 +312,7 @@ def training_settings(args, iteration, content_names):
             "style_weight", "content_weight", "tv_weight", "style_layers", "content_layer",
             "style_scales", "style_scale_weights", "style_size", "scale", "tin", "tin_prob",
             "tin_thumb", "tin_ratio", "tin_detach", "amp", "seed", "frames_per_video", "ema"]
-    d = {k: getattr(args, k, None) for k in keys}
+    d = {k: getattr(args, k) for k in keys}
     d.update(iterations=iteration, style_image=Path(args.style).name, vgg="VGG19 blocks 1-3 "
              "(Keras/TF.js weights)", content=content_names, torch=torch.__version__)
     return json.dumps(d, sort_keys=True, separators=(",", ":"))
@@ -440,8 +442,8 @@ exit status: 0 on success, 1 on an error (message 'train.py: ...').""")
                    "seconds of training (resumes count what was spent) instead of at --iterations; "
                    "the learning-rate schedule follows the elapsed time " + d)
     g.add_argument("--ema", metavar="DECAY", type=float, default=0.0, help="keep an exponential moving "
-                   "average of the weights (decay per iteration, warmed up as min(DECAY, (1+n)/(10+n)) "
-                   "over its n updates) and export and preview it instead of the raw weights, which "
+                   "average of the weights (decay per iteration; min(DECAY, n/(n+1)) at its n-th update, "
+                   "i.e. the plain mean until 1/(1-DECAY) updates) and export and preview it instead of the raw weights, which "
                    "jitter from checkpoint to checkpoint while the step size is large; 0 = off " + d)
     g.add_argument("--seed", metavar="N", type=int, default=1, help="random seed " + d)
     g = p.add_argument_group("thumbnail instance normalization")
