@@ -14,7 +14,7 @@ SCRIPT = ROOT / "tools" / "retrain_styles.sh"
 FAKE_TRAIN = """#!/bin/bash
 # stand-in for `python3 tools/train.py ...`: log the call, fail for style 'bad'
 echo "$(date +%s.%N) start $*" >> "$CALLS"
-sleep 0.5
+sleep 1.5  # long enough for the two runs to overlap on a loaded machine
 echo "$(date +%s.%N) end $*" >> "$CALLS"
 [[ "$*" == *styles/bad.jpg* ]] && exit 3
 exit 0
