@@ -443,8 +443,9 @@ exit status: 0 on success, 1 on an error (message 'train.py: ...').""")
                    "the learning-rate schedule follows the elapsed time " + d)
     g.add_argument("--ema", metavar="DECAY", type=float, default=0.0, help="keep an exponential moving "
                    "average of the weights (decay per iteration; min(DECAY, n/(n+1)) at its n-th update, "
-                   "i.e. the plain mean until 1/(1-DECAY) updates) and export and preview it instead of the raw weights, which "
-                   "jitter from checkpoint to checkpoint while the step size is large; 0 = off " + d)
+                   "i.e. the plain mean until 1/(1-DECAY) updates) and export and preview it instead "
+                   "of the raw weights, which jitter from checkpoint to checkpoint while the step size "
+                   "is large; 0 = off " + d)
     g.add_argument("--seed", metavar="N", type=int, default=1, help="random seed " + d)
     g = p.add_argument_group("thumbnail instance normalization")
     g.add_argument("--tin", action="store_true", help="TIN-aware training: a fraction "
