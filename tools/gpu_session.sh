@@ -6,6 +6,12 @@
 # with the trained models and their loss logs.
 #
 #   bash tools/gpu_session.sh check       CUDA tests + benchmark (+ ffmpeg at 4K)
+#   bash tools/gpu_session.sh styles S1 S2
+#         issue 14's v2 recipe (docs/TRAINING.md) on the GPU: every own style,
+#         and great_wave with twice the content weight, for S1 s at once
+#         (batch 8, weight average); then each one's _live twin for S2 s,
+#         warm-started from the shipped twin (tools/distill.py --init).
+#         Results: $OUT/results.tar.gz, .gpu/run/v/VARIANT/STYLE{,_live}.safetensors
 #   bash tools/gpu_session.sh train S1 S2 S3
 #         S1 s: train the own styles (tools/train.py) and distil the _live
 #         twins of the reference styles at the same time; then S2 s: distil
@@ -109,6 +115,32 @@ distill() {  # teacher-path name budget
     say "distill $2: exit $? ($(tail -1 "$LOGS/distill_$2.txt"))"
 }
 
+# The v2 recipe (retrain_styles.sh) with batch 8 and a time budget: the
+# learning-rate schedule follows the clock, so a run ends annealed whatever
+# the GPU's speed. VARIANT names the folder, so that every twin's `teacher`
+# is STYLE.safetensors as shipped.
+train_v2() {  # style variant budget [train.py options]
+    local s=$1 v=$2 t=$3
+    shift 3
+    mkdir -p $RUN/v/$v
+    timeout $((t + 90)) $PY tools/train.py --style .gpu/shared/styles/$s.jpg --style-name $s \
+        --content .gpu/shared/content/photos --vgg .gpu/shared/vgg19 --tin --size 256 --batch 8 \
+        --iterations 1000000 --time-budget "$t" --ema 0.995 --checkpoint-every 500 --keep 1 \
+        --log-every 50 --preview none --threads 2 --checkpoint-dir $RUN/train/$v \
+        -o $RUN/v/$v/$s.safetensors "$@" > "$LOGS/train_$v.txt" 2>&1
+    say "train $v: exit $? ($(tail -1 "$LOGS/train_$v.txt"))"
+}
+
+distill_v2() {  # style variant budget init-model
+    [ -f $RUN/v/$2/$1.safetensors ] || { say "distill $2: no teacher"; return 1; }
+    timeout $(($3 + 90)) $PY tools/distill.py --teacher $RUN/v/$2/$1.safetensors \
+        -o $RUN/v/$2/$1_live.safetensors --style-name $1_live --init "$4" \
+        --content .gpu/shared/content/photos --vgg .gpu/shared/vgg19 --time-budget "$3" \
+        --threads 2 --checkpoint-every 1000 --log-every 50 --checkpoint-dir $RUN/distill/$2 \
+        > "$LOGS/distill_$2.txt" 2>&1
+    say "distill $2: exit $? ($(tail -1 "$LOGS/distill_$2.txt"))"
+}
+
 wait_for_model() {  # a style's training has exported its final model
     while pgrep -f "train.py --style .gpu/shared/styles/$1.jpg" > /dev/null; do sleep 2; done
     [ -f $RUN/models/$1.safetensors ]
@@ -120,7 +152,7 @@ pack() {
 }
 
 STYLES="starry_night great_wave the_scream shipwreck"
-teachers
+[ "${1:-}" = styles ] || teachers
 profile() {  # where the time goes at 4K (STYLIZE_CUDA_PROFILE) and the GPU's load meanwhile
     nvidia-smi dmon -s u -d 1 > "$LOGS/dmon.txt" 2>&1 &
     local dmon=$!
@@ -163,6 +195,28 @@ probe)  # a minute of every training process at once: throughput and sanity
     BENCH_PREC=fp16 BENCH_LIMIT=60 BENCH_FRAMES=10 bench 1080p,4k
     BENCH_LIMIT=45 ffmpeg_4k
     pack
+    ;;
+styles)
+    S1=${2:-320} S2=${3:-160}
+    nvidia-smi dmon -s u -d 5 > "$LOGS/dmon.txt" 2>&1 &
+    dmon=$!
+    pids=()
+    for s in ${V2_STYLES:-$STYLES}; do train_v2 $s $s "$S1" & pids+=($!); done
+    [ -n "${V2_STYLES:-}" ] || { train_v2 great_wave great_wave_cw2 "$S1" --content-weight 2 & pids+=($!); }
+    wait "${pids[@]}"
+    # the teachers come back even if the distillation overruns the call
+    tar czf "$OUT/teachers.tar.gz" $RUN/v $RUN/train/*/loss.csv 2>/dev/null
+    pids=()
+    for v in $(ls $RUN/v); do
+        s=${v%_cw2}
+        init=models/${s}_live.safetensors
+        [ -f $init ] || init=models/starry_night_live.safetensors  # a new style: any twin's layout
+        distill_v2 $s $v "$S2" $init & pids+=($!)
+    done
+    wait "${pids[@]}"
+    kill $dmon 2>/dev/null
+    tar czf "$OUT/results.tar.gz" $RUN/v $RUN/train/*/loss.csv $RUN/distill/*/loss.csv 2>/dev/null
+    say "packed $(du -h "$OUT/results.tar.gz" | cut -f1)"
     ;;
 train)
     # S1: own styles; S2: their _live twins; the reference styles' twins get S1 + S2
