@@ -21,7 +21,7 @@
 # Every step has a time limit, so a hang or a failure costs its step only.
 set -u
 OUT=${OUT:-/tmp/gpu_out}
-LOGS=/tmp/gpu_logs  # packed into $OUT/logs.tar.gz at the end (few files come back)
+LOGS=${GPU_LOGS:-/tmp/gpu_logs}  # packed into $OUT/logs.tar.gz at the end (few files come back)
 mkdir -p "$OUT" "$LOGS"
 T0=$(date +%s)
 say() { echo "[$(( $(date +%s) - T0 )) s] $*" | tee -a "$LOGS/session.txt"; }
@@ -228,11 +228,11 @@ train)
     for s in $STYLES; do wait_for_model $s; distill $RUN/models/$s.safetensors $s "$S2" & done
     wait
     pack
-    tar czf "$OUT/logs.tar.gz" -C /tmp gpu_logs
+    tar czf "$OUT/logs.tar.gz" -C "$(dirname "$LOGS")" "$(basename "$LOGS")"
     PROFILE_BF16=1 profile
     BENCH_PREC=fp16 BENCH_LIMIT=40 BENCH_FRAMES=10 bench 1080p,4k
     BENCH_LIMIT=40 FFMPEG_MODES=tin ffmpeg_4k
     ;;
 esac
 say "done"
-tar czf "$OUT/logs.tar.gz" -C /tmp gpu_logs
+tar czf "$OUT/logs.tar.gz" -C "$(dirname "$LOGS")" "$(basename "$LOGS")"
