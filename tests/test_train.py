@@ -143,6 +143,28 @@ def test_run_net_matches_reference():
         assert (y[1:2] - model(x[1:], stats=st)).abs().max().item() < 1e-9
 
 
+def test_thumbnail_statistics_batched_by_size_match_one_pass_each():
+    """thumbnail_stats_batch runs thumbnails of one size as one batch: its
+    rows must be each thumbnail's own statistics, in the order given, with
+    their gradients."""
+    model = tr.random_model((8, 16, 24), 2, 5, seed=2).double()
+    g = torch.Generator().manual_seed(3)
+    shapes = [(20, 28), (16, 28), (20, 28), (24, 12), (16, 28), (20, 28)]
+    thumbs = [torch.rand(1, 3, h, w, generator=g, dtype=torch.float64) * 255 for h, w in shapes]
+    got = train.thumbnail_stats_batch(model, thumbs)
+    for n, t in enumerate(thumbs):
+        rec = []
+        train.run_net(model, t, record=rec)
+        for (m, v), (m1, v1) in zip(got, rec):
+            assert (m[n] - m1[0]).abs().max().item() < 1e-9 and (v[n] - v1[0]).abs().max().item() < 1e-9
+    # the gradient reaches the weights through the statistics
+    sum(m.sum() + v.sum() for m, v in got).backward()
+    assert model.conv1.conv.weight.grad is not None and model.conv1.conv.weight.grad.abs().sum() > 0
+    detached = train.thumbnail_stats_batch(model, thumbs, detach=True)
+    assert not detached[0][0].requires_grad
+    assert torch.equal(detached[3][1], got[3][1].detach())
+
+
 # ---------------------------------------------------------------------------
 # end to end
 

@@ -1,6 +1,8 @@
 """The classic TransformerNet's training forward: batched, with
 per-sample TIN statistics, norms in float32 under autocast."""
 
+import contextlib
+
 import torch
 import torch.nn.functional as F
 
@@ -64,15 +66,21 @@ def run_net(model, x, stats=None, record=None, eps=tr.EPS):
 
 def thumbnail_stats_batch(model, thumbs, detach=False):
     """Run the network on each thumbnail (list of (1, 3, h, w) tensors, sizes
-    may differ) and return per-layer (mean, var) stacked to (N, C)."""
-    per = []
-    for t in thumbs:
+    may differ) and return per-layer (mean, var) stacked to (N, C), row n
+    from thumbs[n]. Thumbnails of one size go through the network as one
+    batch: the statistics are per sample either way, and on a GPU one pass
+    per thumbnail is hundreds of tiny kernels per iteration."""
+    groups = {}
+    for i, t in enumerate(thumbs):
+        groups.setdefault(tuple(t.shape[-2:]), []).append(i)
+    order, recs = [], []
+    for idx in groups.values():
         rec = []
-        if detach:
-            with torch.no_grad():
-                run_net(model, t, record=rec)
-        else:
-            run_net(model, t, record=rec)
-        per.append(rec)
-    return [(torch.cat([p[i][0] for p in per]), torch.cat([p[i][1] for p in per]))
-            for i in range(len(per[0]))]
+        with torch.no_grad() if detach else contextlib.nullcontext():
+            run_net(model, torch.cat([thumbs[i] for i in idx]), record=rec)
+        order += idx
+        recs.append(rec)
+    back = torch.argsort(torch.tensor(order))  # row of thumbs[n] in the concatenation
+    back = back.to(recs[0][0][0].device)
+    return [(torch.cat([r[i][0] for r in recs])[back], torch.cat([r[i][1] for r in recs])[back])
+            for i in range(len(recs[0]))]
