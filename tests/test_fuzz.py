@@ -104,7 +104,8 @@ def test_stats_seed_corpus(tmp_path):
         proc = subprocess.run([str(FUZZ_STATS_BIN), str(f)], capture_output=True, text=True, timeout=60, env=env)
         assert proc.returncode == 0, proc.stderr[-3000:]
         verdict = [line for line in proc.stderr.splitlines() if line.startswith(("accepted", "refused: "))]
-        assert len(verdict) == 1, proc.stderr[-3000:]
+        # one verdict; libFuzzer may run an input twice (seen once, 2026-11-30): the same one twice
+        assert verdict and len(set(verdict)) == 1, proc.stderr[-3000:]
         if f.name.startswith("valid-"):
             assert verdict[0] == "accepted", (f.name, verdict)
         else:

@@ -350,14 +350,18 @@ def test_realtime_mode_interrupted_exits_0_without_leaks(tmp_path, models):
                              f"testsrc2=size={W}x{H}:rate=50", "--threads", "2",
                              "--screenshot", str(tmp_path / "rt.png")],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=player_env(extra={"ASAN_OPTIONS": SAN_ENV["ASAN_OPTIONS"] + ":handle_abort=1"}))
+                            env=player_env(extra={"ASAN_OPTIONS": SAN_ENV["ASAN_OPTIONS"] + ":handle_abort=1"}),
+                            # A test run started in the background by a shell inherits SIGINT
+                            # ignored, and SDL leaves an ignored SIGINT alone: the player would
+                            # never see it (what hung here twice, 2026-11-30). Users' terminals
+                            # deliver it; so does this.
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     time.sleep(3)
     proc.send_signal(signal.SIGINT)
     try:
         out, err = proc.communicate(timeout=120)
     except subprocess.TimeoutExpired:
-        # Seen once, on a heavily loaded machine (2026-11-30): no exit 120 s after
-        # SIGINT. Say where each thread waits, then abort: ASan prints a stack.
+        # Say where each thread waits, then abort: ASan prints the main thread's stack.
         tasks = sorted(Path("/proc/%d/task" % proc.pid).glob("*"))
         where = ["%s %s" % ((t / "comm").read_text().strip(), (t / "wchan").read_text().strip())
                  for t in tasks if (t / "wchan").exists()]
