@@ -487,8 +487,12 @@ static void test_auto_and_exact(const char *model)
         double d = fabs((double)s_full[i] - s_ex[i]) / (fabs((double)s_full[i]) + 1e-3);
         rel = d > rel ? d : rel;
     }
+    /* fp32 statistics are summed in double (the same to the last bit); bf16
+     * ones in short float runs, far below bf16's own resolution of 2^-8 */
+    const double rel_max = stylize_active_precision(ctx) == STYLIZE_PRECISION_BF16 ? 1e-3 : 1e-4;
     CHECK(maxd <= 1, "exact == full within 1 level (max |diff| %d)", maxd);
-    CHECK(rel < 1e-4, "exact statistics == full's (max relative difference %g)", rel);
+    CHECK(rel < rel_max, "exact statistics == full's (max relative difference %g, %s)", rel,
+          stylize_precision_name(stylize_active_precision(ctx)));
     free(s_full);
     free(s_ex);
     free(in.buf);

@@ -2,7 +2,10 @@
  * padding (reflection), instance-norm statistics and normalization, the
  * sub-pixel depth-to-space, and the last conv's horizontal sum. They run
  * on oneDNN's OpenMP team (sty_dnnl_parallel), split into (channel block,
- * row) tasks. Compiled for AVX-512 / AVX2 / baseline, picked at load time. */
+ * row) tasks. Compiled for AVX-512 / AVX2 / baseline, picked at load time
+ * by CPU features (x86-64-v4 / v3): "arch=skylake-avx512" / "arch=haswell"
+ * clones are picked only on those exact CPU models, so every other CPU (AMD
+ * EPYC, Sapphire Rapids) ran the baseline SSE2 clone. */
 #pragma GCC optimize("O3")
 #include <string.h>
 
@@ -10,13 +13,14 @@
 #include "model.h"
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(STYLIZE_NO_CLONES)
-#define MULTIVERSION __attribute__((target_clones("arch=skylake-avx512", "arch=haswell", "default")))
+#define MULTIVERSION __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define MULTIVERSION
 #endif
 #define INLINE static inline __attribute__((always_inline))
 
 #define STATS_ROWS 8   /* rows per statistics task: fixed, so results do not depend on threads */
+#define STATS_RUN 16   /* pixels summed in float before a double accumulates them */
 
 static size_t pix_offset(const sty_tens *t, int c, int y, int x)
 {
@@ -51,36 +55,52 @@ typedef struct input_job {
     const sty_tens *t;
 } input_job;
 
+/* One storage row of the space-to-depth tensor, a channel at a time: the
+ * source column of channel (c, dy, dx) at interior column x is S*(x-b)+dx,
+ * reflected only near the edges; padded channels are written as zeros. */
+INLINE void input_row(const input_job *j, int row, const int bf)
+{
+    const sty_tens *t = j->t;
+    const int S = j->S, ss = S * S, W = t->W, cb = t->cb, b = j->b;
+    const int ys = sty_reflect(row - b, j->hs);
+    for (int ch = 0; ch < t->Cp; ch++) {
+        const size_t base = ((size_t)(ch / cb) * t->H + (size_t)row) * W * cb + (size_t)(ch % cb);
+        if (ch >= 3 * ss) {
+            for (int x = 0; x < W; x++)
+                st(t->p, base + (size_t)x * cb, 0.0f, bf);
+            continue;
+        }
+        const int c = ch / ss, dy = ch % ss / S, dx = ch % S;
+        const float *src = j->in + (size_t)sty_reflect((long)S * ys + dy, j->h) * j->w * 3 + c;
+        int x1 = b + j->ws; /* [b, x1): interior columns whose source lies in the frame */
+        while (x1 > b && S * (x1 - 1 - b) + dx >= j->w)
+            x1--;
+        for (int x = 0; x < W; x++) {
+            if (x == b && x1 > b) {
+                for (; x < x1; x++)
+                    st(t->p, base + (size_t)x * cb, src[(size_t)(S * (x - b) + dx) * 3], bf);
+                if (x >= W)
+                    break;
+            }
+            const int xs = sty_reflect(x - b, j->ws), sx = sty_reflect((long)S * xs + dx, j->w);
+            st(t->p, base + (size_t)x * cb, src[(size_t)sx * 3], bf);
+        }
+    }
+}
+
 MULTIVERSION
 static void input_task(void *arg, int row)
 {
     const input_job *j = arg;
-    const sty_tens *t = j->t;
-    const int S = j->S, ss = S * S;
-    const int ys = sty_reflect(row - j->b, j->hs);
-    for (int dy = 0; dy < S; dy++) {
-        const float *src = j->in + (size_t)sty_reflect((long)S * ys + dy, j->h) * j->w * 3;
-        for (int x = 0; x < t->W; x++) {
-            const int xs = x >= j->b && x < j->b + j->ws ? x - j->b : sty_reflect(x - j->b, j->ws);
-            for (int dx = 0; dx < S; dx++) {
-                const int sx = sty_reflect((long)S * xs + dx, j->w);
-                for (int c = 0; c < 3; c++) {
-                    size_t o = pix_offset(t, c * ss + dy * S + dx, row, x);
-                    if (t->bf16)
-                        ((uint16_t *)t->p)[o] = sty_f2bf(src[sx * 3 + c]);
-                    else
-                        ((float *)t->p)[o] = src[sx * 3 + c];
-                }
-            }
-        }
-    }
+    if (j->t->bf16)
+        input_row(j, row, 1);
+    else
+        input_row(j, row, 0);
 }
 
 void sty_k_input(const sty_kern_ctx *k, const float *in, int h, int w, int S, const sty_tens *t, int b)
 {
     input_job j = {in, h, w, S, b, t->H - 2 * b, t->W - 2 * b, t};
-    if (t->Cp > t->C) /* padded channels stay zero */
-        memset(t->p, 0, (size_t)t->Cp * t->H * t->W * (t->bf16 ? 2 : 4));
     sty_dnnl_parallel(k->api, k->threads, t->H, input_task, &j);
 }
 
@@ -181,26 +201,54 @@ typedef struct stats_job {
     const sty_tens *t;
     int oy, ox, hi, wi, nchunk; /* the region: storage rows oy.., columns ox.. */
     double *partial;   /* [blk][chunk][2][cb]: sum of (x - pilot), sum of (x - pilot)^2 */
-    const double *pilot; /* per channel: the first interior value */
+    const double *pilot; /* per channel: the shift (pilot_sums) */
 } stats_job;
 
-INLINE void stats_task_impl(const stats_job *j, int task, const int cb, int bf)
+/* bf16 tensors: sums of STATS_RUN pixels in float (full vector width, half
+ * the work of double; float's rounding over 16 terms is far below the 8
+ * bits a bf16 value carries), their sums in double. fp32 tensors: every
+ * term in double, so exact mode's region sums reproduce full mode's
+ * statistics to the last bit. */
+INLINE void stats_task_impl(const stats_job *j, int task, const int cb, const int bf)
 {
     const sty_tens *t = j->t;
     const int blk = task / j->nchunk, chunk = task % j->nchunk;
     const int y0 = chunk * STATS_ROWS, y1 = y0 + STATS_ROWS < j->hi ? y0 + STATS_ROWS : j->hi;
     double *s1 = j->partial + (size_t)task * 2 * cb, *s2 = s1 + cb;
     const double *k = j->pilot + (size_t)blk * cb;
-    for (int c = 0; c < cb; c++)
+    float kf[STY_MAX_WIDTH + 16], r1[STY_MAX_WIDTH + 16], r2[STY_MAX_WIDTH + 16];
+    for (int c = 0; c < cb; c++) {
         s1[c] = s2[c] = 0;
+        kf[c] = (float)k[c]; /* exact: the pilot is a float */
+    }
     for (int y = y0; y < y1; y++) {
         const size_t o = (((size_t)blk * t->H + (size_t)(y + j->oy)) * t->W + (size_t)j->ox) * cb;
-        for (int x = 0; x < j->wi; x++) {
-            const size_t q = o + (size_t)x * cb;
+        if (!bf) {
+            for (int x = 0; x < j->wi; x++) {
+                const size_t q = o + (size_t)x * cb;
+                for (int c = 0; c < cb; c++) {
+                    double d = (double)ld(t->p, q + c, 0) - k[c]; /* exact: both are floats */
+                    s1[c] += d;
+                    s2[c] += d * d;
+                }
+            }
+            continue;
+        }
+        for (int x0 = 0; x0 < j->wi; x0 += STATS_RUN) {
+            const int x1 = x0 + STATS_RUN < j->wi ? x0 + STATS_RUN : j->wi;
+            for (int c = 0; c < cb; c++)
+                r1[c] = r2[c] = 0;
+            for (int x = x0; x < x1; x++) {
+                const size_t q = o + (size_t)x * cb;
+                for (int c = 0; c < cb; c++) {
+                    float d = ld(t->p, q + c, 1) - kf[c];
+                    r1[c] += d;
+                    r2[c] += d * d;
+                }
+            }
             for (int c = 0; c < cb; c++) {
-                double d = (double)ld(t->p, q + c, bf) - k[c]; /* exact: both are floats */
-                s1[c] += d;
-                s2[c] += d * d;
+                s1[c] += r1[c];
+                s2[c] += r2[c];
             }
         }
     }
@@ -225,17 +273,22 @@ size_t sty_k_stats_partial(const sty_tens *t)
 
 /* One pass over rows [y0, y0+hi) x columns [x0, x0+wi) of t (tensor
  * coordinates): per channel c, s1[c] = sum of (x - pilot[c]) and s2[c] = sum
- * of its square, in double, pilot = the region's first value of the channel
- * (x - pilot is exact, and the pilot is a sample of the data, so the shifted
- * second moment has no harmful cancellation). */
+ * of its square. The pilot is the mean of the region's middle row, rounded
+ * to float: close to the channel's mean, so E[d^2] - E[d]^2 cancels little
+ * and the short float sums (stats_task) lose nothing that matters; a
+ * constant channel still gives its value and variance 0 exactly. */
 static void pilot_sums(const sty_kern_ctx *k, const sty_tens *t, int y0, int x0, int hi, int wi, double *partial,
                        double *pilot, double *s1, double *s2)
 {
     const int nblk = t->Cp / t->cb;
     stats_job j = {t, y0, x0, hi, wi, (hi + STATS_ROWS - 1) / STATS_ROWS, partial, pilot};
     for (int c = 0; c < t->Cp; c++) {
-        size_t o = pix_offset(t, c, y0, x0);
-        pilot[c] = t->bf16 ? sty_bf2f(((const uint16_t *)t->p)[o]) : ((const float *)t->p)[o];
+        double m = 0;
+        for (int x = 0; x < wi; x++) {
+            size_t o = pix_offset(t, c, y0 + hi / 2, x0 + x);
+            m += t->bf16 ? sty_bf2f(((const uint16_t *)t->p)[o]) : ((const float *)t->p)[o];
+        }
+        pilot[c] = wi > 0 ? (float)(m / wi) : 0.0f;
     }
     sty_dnnl_parallel(k->api, k->threads, nblk * j.nchunk, stats_task, &j);
     for (int c = 0; c < t->C; c++) {
