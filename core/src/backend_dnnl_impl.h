@@ -129,10 +129,11 @@ void sty_k_final(const sty_kern_ctx *k, const sty_tens *t, int kw, const float *
 /* fp32 -> bf16, round to nearest even */
 static inline uint16_t sty_f2bf(float f)
 {
+    /* round to nearest even (Inf stays Inf); a NaN stays a (quiet) NaN. One
+     * select, so the passes that store bf16 vectorize to a few instructions */
     union { float f; uint32_t u; } v = {f};
-    if ((v.u & 0x7f800000u) == 0x7f800000u) /* Inf, NaN */
-        return (uint16_t)(v.u >> 16 | ((v.u & 0xffffu) ? 0x40 : 0));
-    return (uint16_t)((v.u + 0x7fffu + ((v.u >> 16) & 1)) >> 16);
+    const uint32_t r = (v.u + 0x7fffu + ((v.u >> 16) & 1)) >> 16;
+    return (uint16_t)((v.u & 0x7fffffffu) > 0x7f800000u ? (v.u >> 16) | 0x40 : r);
 }
 static inline float sty_bf2f(uint16_t h)
 {
