@@ -221,3 +221,33 @@ def test_amp_choice(monkeypatch):
     with pytest.raises(ValueError, match="fp16 needs CUDA"):
         nd.pick_amp("fp16", cpu)
     assert nd.cpu_has_native_bf16() == CPU_HAS_BF16
+
+
+def test_teacher_context_widens_only_the_teachers_view(tmp_path, vgg_dir, monkeypatch, capsys):
+    """--teacher-context PX: the teacher runs on the student's crop plus PX
+    pixels on every side and its output is cut back to the crop, so the
+    target's edges come from the teacher's interior (a line the teacher
+    draws at its borders is not taught); the setting is recorded."""
+    teacher = tr.random_model((8, 16, 16), 1, 3, seed=7)
+    tpath = tmp_path / "teacher.safetensors"
+    tr.save_safetensors_model(teacher, tpath, {"format": "stylize", "format_version": "1",
+                                                "architecture": "transformer_net", "style": "t"})
+    a, b = _photos()
+    seen = []
+    real = distill.run_net
+
+    def spy(net, x):
+        seen.append(tuple(x.shape[-2:]))
+        return real(net, x)
+    monkeypatch.setattr(distill, "run_net", spy)
+    out = tmp_path / "t_live.safetensors"
+    common = ["--teacher", str(tpath), "-o", str(out), "--content", str(a), "--content", str(b),
+              "--stem", "8", "--body", "8", "--blocks", "1", "--up-widths", "8", "--size", "32",
+              "--batch", "2", "--max-side", "96", "--threads", "1", "--level-phases", "0",
+              "--vgg", str(vgg_dir), "--checkpoint-dir", str(tmp_path / "ck"), "--iterations", "2"]
+    assert distill.main(common + ["--teacher-context", "5"]) == 0
+    assert seen == [(42, 42), (42, 42)]
+    _, meta = stylize_safetensors.read(out)
+    assert json.loads(meta["training"])["teacher_context"] == 5
+    assert distill.main(common + ["--teacher-context", "-1"]) == 1
+    assert "--teacher-context" in capsys.readouterr().err

@@ -153,6 +153,10 @@ def build_parser():
                    "view " + d)
     g.add_argument("--noise", type=float, default=3.0, help="largest noise std (0..255) added to the "
                    "stability view " + d)
+    g.add_argument("--teacher-context", type=int, default=0, metavar="PX",
+                   help="the teacher sees PX more pixels on every side of the student's crop, so "
+                   "the target's edges are the teacher's interior: a line the teacher draws along "
+                   "its frame borders is not taught to the student " + d)
     g.add_argument("--vgg", default=str(SHARED / "vgg19"), help=d)
     g = p.add_argument_group("optimization")
     g.add_argument("--content", action="append", help="photographs (folder or files); 'auto' = "
@@ -219,7 +223,7 @@ def export(student, args, it, n_photos, teacher_meta, amp, calibration):
     settings = {k: getattr(args, k) for k in ("s2d", "stem", "body", "blocks", "block", "up",
                                                "up_widths", "shuffle", "pixel_weight",
                                                "feature_weight", "gram_weight", "stability_weight",
-                                               "max_shift", "noise", "size", "scale", "batch", "lr",
+                                               "max_shift", "noise", "teacher_context", "size", "scale", "batch", "lr",
                                                "lr_min", "seed", "time_budget")}
     # the precision this run used (--amp auto resolves per machine; a resumed run may have used another)
     settings.update(iterations=it, torch=torch.__version__, macs_per_pixel=net.macs_per_pixel(), amp=amp,
@@ -255,6 +259,8 @@ def export(student, args, it, n_photos, teacher_meta, amp, calibration):
 
 
 def distill(args):
+    if args.teacher_context < 0:
+        raise DistillError("--teacher-context must be 0 or more pixels")
     try:
         device = nets_device.pick_device(args.device)
         amp = nets_device.pick_amp(args.amp, device, bf16_pays_on_cpu=True)
@@ -351,7 +357,7 @@ def distill(args):
     acc, n_acc = {}, 0
     it = start
     student.train()
-    size, pad = args.size, args.max_shift
+    size, pad, ctx = args.size, args.max_shift, args.teacher_context
     while it < args.iterations:
         elapsed = elapsed0 + time.time() - t_start
         if args.time_budget and elapsed >= args.time_budget:
@@ -359,15 +365,16 @@ def distill(args):
         lr = lr_at(args, it, elapsed)
         for gr in opt.param_groups:
             gr["lr"] = lr
-        big = data.batch(args.batch, size + pad, scale_range)
-        x = big[:, :, :size, :size]
+        big = data.batch(args.batch, size + pad + 2 * ctx, scale_range)
+        x = big[:, :, ctx:ctx + size, ctx:ctx + size]
         dy = int(torch.randint(0, pad + 1, (1,), generator=gen))
         dx = int(torch.randint(1 if dy == 0 else 0, pad + 1, (1,), generator=gen))
-        x2 = big[:, :, dy:dy + size, dx:dx + size]
+        x2 = big[:, :, ctx + dy:ctx + dy + size, ctx + dx:ctx + dx + size]
         sigma = args.noise * float(torch.rand(1, generator=gen))
         x2 = (x2 + sigma * torch.randn_like(x2)).clamp(0, 255)
         with torch.no_grad(), autocast():
-            t = run_net(teacher, x)[:, :, :size, :size].float().clamp(0, 255)
+            xt = big[:, :, :size + 2 * ctx, :size + 2 * ctx]
+            t = run_net(teacher, xt)[:, :, ctx:ctx + size, ctx:ctx + size].float().clamp(0, 255)
         with autocast():
             y = student(x)[:, :, :size, :size].float()
             y2 = student(x2)[:, :, :size, :size].float()
