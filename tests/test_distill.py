@@ -223,6 +223,21 @@ def test_amp_choice(monkeypatch):
     assert nd.cpu_has_native_bf16() == CPU_HAS_BF16
 
 
+@pytest.mark.parametrize("flags,vendor,beats", [
+    ({"avx2", "avx512f", "avx512_bf16", "amx_bf16"}, "GenuineIntel", True),   # AMX
+    ({"avx2", "avx512f", "avx512_bf16"}, "GenuineIntel", False),              # measured 1.5x slower
+    ({"avx2", "avx512f", "avx512_bf16"}, "AuthenticAMD", True),               # Zen 4: 1.7x faster
+    ({"avx2", "fma"}, "AuthenticAMD", False),                                 # emulated
+    (set(), "", False)])                                                      # no /proc/cpuinfo
+def test_train_bf16_rule(monkeypatch, flags, vendor, beats):
+    """train.py's --amp auto on a CPU: bf16 where it measured faster than fp32."""
+    from stylize_nets import device as nd
+    monkeypatch.setattr(nd, "cpu_flags_and_vendor", lambda: (flags, vendor))
+    assert nd.cpu_bf16_beats_fp32() == beats
+    assert nd.pick_amp("auto", torch.device("cpu"), bf16_pays_on_cpu=nd.cpu_bf16_beats_fp32()) == \
+        ("bf16" if beats else "off")
+
+
 def test_teacher_context_widens_only_the_teachers_view(tmp_path, vgg_dir, monkeypatch, capsys):
     """--teacher-context PX: the teacher runs on the student's crop plus PX
     pixels on every side and its output is cut back to the crop, so the
