@@ -76,13 +76,8 @@ INLINE void input_row(const input_job *j, int row, const int bf)
         while (x1 > b && S * (x1 - 1 - b) + dx >= j->w)
             x1--;
         for (int x = 0; x < W; x++) {
-            if (x == b && x1 > b) {
-                for (; x < x1; x++)
-                    st(t->p, base + (size_t)x * cb, src[(size_t)(S * (x - b) + dx) * 3], bf);
-                if (x >= W)
-                    break;
-            }
-            const int xs = sty_reflect(x - b, j->ws), sx = sty_reflect((long)S * xs + dx, j->w);
+            const int sx = x >= b && x < x1 ? S * (x - b) + dx
+                                            : sty_reflect((long)S * sty_reflect(x - b, j->ws) + dx, j->w);
             st(t->p, base + (size_t)x * cb, src[(size_t)sx * 3], bf);
         }
     }
@@ -284,10 +279,8 @@ static void pilot_sums(const sty_kern_ctx *k, const sty_tens *t, int y0, int x0,
     stats_job j = {t, y0, x0, hi, wi, (hi + STATS_ROWS - 1) / STATS_ROWS, partial, pilot};
     for (int c = 0; c < t->Cp; c++) {
         double m = 0;
-        for (int x = 0; x < wi; x++) {
-            size_t o = pix_offset(t, c, y0 + hi / 2, x0 + x);
-            m += t->bf16 ? sty_bf2f(((const uint16_t *)t->p)[o]) : ((const float *)t->p)[o];
-        }
+        for (int x = 0; x < wi; x++)
+            m += ld(t->p, pix_offset(t, c, y0 + hi / 2, x0 + x), t->bf16);
         pilot[c] = wi > 0 ? (float)(m / wi) : 0.0f;
     }
     sty_dnnl_parallel(k->api, k->threads, nblk * j.nchunk, stats_task, &j);
