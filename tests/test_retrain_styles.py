@@ -58,7 +58,7 @@ def test_queue_runs_two_at_a_time_resumes_and_marks_done(tmp_path):
     assert peak == 2
     assert all("--resume" in c for c in starts if "styles/two.jpg" in c)
     assert not any("--resume" in c for c in starts if "styles/two.jpg" not in c)
-    assert all("--iterations 5000" in c and "--threads 1" in c and "--tin" in c and "--ema 0.995" in c
+    assert all("--iterations 2000" in c and "--threads 1" in c and "--tin" in c and "--ema 0.995" in c
                for c in starts)
     train = tmp_path / "train"
     assert (train / "one_v2" / "done").exists() and (train / "three_v2" / "done").exists()
