@@ -4,6 +4,7 @@ checkpoints, resumes (bit-exactly) and exports a model the C library loads.
 
 Runs in well under a minute on 2 cores (tiny network, 64x64 crops)."""
 import json
+import hashlib
 import subprocess
 
 import numpy as np
@@ -260,6 +261,40 @@ def test_weight_average_resumes_exactly_and_is_what_is_exported(tmp_path, vgg_di
     meta = stylize_safetensors.read(split / "starry_night.safetensors")[1]
     assert json.loads(meta["training"])["ema"] == 0.9
     assert train.main(_args(tmp_path / "bad", 1, ["--ema", "1"])) == 1
+
+
+def test_init_starts_from_a_trained_model_and_says_so(tmp_path, vgg_dir):
+    """--init: the run starts from another model file's weights (with 0
+    iterations the export is those weights), the export names the file and
+    its sha256, a resumed run keeps that record, and a file of another
+    layout, a missing file or --init with --resume are refused."""
+    first = tmp_path / "first"
+    assert train.main(_args(first, 2)) == 0
+    src = first / "starry_night.safetensors"
+    digest = hashlib.sha256(src.read_bytes()).hexdigest()
+
+    warm = tmp_path / "warm"
+    assert train.main(_args(warm, 0, ["--init", str(src)])) == 0
+    a = tr.load_safetensors_model(src).state_dict()
+    b = tr.load_safetensors_model(warm / "starry_night.safetensors").state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    meta = stylize_safetensors.read(warm / "starry_night.safetensors")[1]
+    assert "warm-started (--init) from starry_night.safetensors (sha256 %s)" % digest in meta["source"]
+    settings = json.loads(meta["training"])
+    assert settings["init"] == "starry_night.safetensors" and settings["init_sha256"] == digest
+
+    # training goes on from there; a resumed run keeps the record of its start
+    assert train.main(_args(warm, 2, ["--init", str(src)])) == 0
+    assert train.main(["--resume", "--checkpoint-dir", str(warm), "--iterations", "3"]) == 0
+    meta = stylize_safetensors.read(warm / "starry_night.safetensors")[1]
+    assert json.loads(meta["training"])["init_sha256"] == digest and digest in meta["source"]
+
+    assert train.main(["--resume", "--checkpoint-dir", str(warm), "--init", str(src)]) == 1
+    assert train.main(_args(tmp_path / "w2", 0, ["--init", str(src), "--widths", "8,16,24"])) == 1
+    assert train.main(_args(tmp_path / "w3", 0, ["--init", str(tmp_path / "none.safetensors")])) == 1
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json}      ")
+    assert train.main(_args(tmp_path / "w4", 0, ["--init", str(bad)])) == 1
 
 
 def test_resume_refuses_other_architecture(tmp_path, vgg_dir):

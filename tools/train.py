@@ -300,6 +300,34 @@ def load_checkpoint(path):
     return ck
 
 
+def sha256_of(path):
+    import hashlib
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def init_weights(model, path):
+    """Copy a classic model file's weights into `model` (--init); the
+    layouts must agree exactly."""
+    try:
+        src = tr.load_model(path)
+    except Exception as e:  # a damaged or foreign file: say which and why
+        raise TrainError("--init %s: cannot read it as a model (%s)" % (path, e))
+    theirs, ours = src.state_dict(), model.state_dict()
+    if not isinstance(src, tr.TransformerNet) or theirs.keys() != ours.keys() or \
+            any(theirs[k].shape != ours[k].shape for k in ours):
+        raise TrainError("--init %s: its layout differs from the network trained here (widths %s, "
+                         "%d res blocks, kernel %d)" % (path, ",".join(map(str, model.widths)),
+                                                       model.res_blocks, model.kernel_in))
+    with torch.no_grad():
+        for k, v in ours.items():
+            v.copy_(theirs[k].to(v.dtype))
+    log("network initialised from %s" % path)
+
+
 def style_facts(args):
     stem = Path(args.style).stem
     desc, lic = STYLES.get(stem, (Path(args.style).name, "unknown"))
@@ -315,6 +343,8 @@ def training_settings(args, iteration, content_names):
     d = {k: getattr(args, k) for k in keys}
     d.update(iterations=iteration, style_image=Path(args.style).name, vgg="VGG19 blocks 1-3 "
              "(Keras/TF.js weights)", content=content_names, torch=torch.__version__)
+    if args.init:
+        d.update(init=Path(args.init).name, init_sha256=args.init_sha256)
     return json.dumps(d, sort_keys=True, separators=(",", ":"))
 
 
@@ -327,7 +357,10 @@ def export_model(model, path, args, iteration, content_names):
         "style": args.style_name,
         "style_image": title,
         "style_license": style_lic,
-        "source": "trained with libstylize tools/train.py, %d iterations" % iteration,
+        "source": "trained with libstylize tools/train.py, %d iterations" % iteration
+                  + (", warm-started (--init) from %s (sha256 %s)" % (Path(args.init).name,
+                                                                     args.init_sha256)
+                     if args.init else ""),
         "license": args.license,
         "trained_by": "tools/train.py",
         "training": training_settings(args, iteration, content_names),
@@ -447,6 +480,11 @@ exit status: 0 on success, 1 on an error (message 'train.py: ...').""")
                    "of the raw weights, which jitter from checkpoint to checkpoint while the step size "
                    "is large; 0 = off " + d)
     g.add_argument("--seed", metavar="N", type=int, default=1, help="random seed " + d)
+    g.add_argument("--init", metavar="MODEL", help="start from the weights of this classic model "
+                   "file (.safetensors or .pth) instead of random ones: a trained style of the same "
+                   "widths, res-blocks and kernel, whose encoder and decoder already reproduce "
+                   "photographs, so a new style needs far fewer iterations. The optimizer starts "
+                   "afresh; the file and its sha256 are recorded in the export")
     g = p.add_argument_group("thumbnail instance normalization")
     g.add_argument("--tin", action="store_true", help="TIN-aware training: a fraction "
                    "(--tin-prob) of the iterations normalizes each crop with the statistics "
@@ -490,6 +528,7 @@ exit status: 0 on success, 1 on an error (message 'train.py: ...').""")
     g.add_argument("--dtype", choices=("fp16", "fp32", "bf16"), default="fp16",
                    help="storage type of the exported weights " + d)
     g.add_argument("--license", metavar="TEXT", default="MIT", help="licence of the trained model " + d)
+    p.set_defaults(init_sha256=None)  # set with --init; kept in checkpoints
     return p
 
 
@@ -531,6 +570,11 @@ def finish_args(args):
         raise TrainError("bad --tin-prob (0..1), --tin-thumb (>= 16) or --tin-ratio (>= 1)")
     if args.checkpoint_every < 1 or args.log_every < 1:
         raise TrainError("--checkpoint-every and --log-every must be >= 1")
+    if args.init and not getattr(args, "init_sha256", None):  # (a resumed run has it already)
+        if not Path(args.init).is_file():
+            raise TrainError("--init %s: no such file" % args.init)
+        args.init = str(Path(args.init).resolve())
+        args.init_sha256 = sha256_of(args.init)
     args.style = str(Path(args.style).resolve())  # a checkpoint may be resumed elsewhere
     if args.content:
         args.content = [c if c == "auto" else str(Path(c).resolve()) for c in args.content]
@@ -612,6 +656,8 @@ def train(args, argv_explicit):
     model = tr.TransformerNet(tuple(args.widths_l), args.res_blocks, args.kernel).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     start, elapsed0 = 0, 0.0
+    if ck is None and args.init:
+        init_weights(model, args.init)
     if ck is not None:
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
@@ -785,6 +831,8 @@ def main(argv=None):
             saved = load_checkpoint(path)["args"]
             args.style = saved["style"]
             args.style_name = args.style_name or saved.get("style_name")
+        if args.resume and args.init:
+            raise TrainError("--init starts a new run; --resume goes on from the checkpoint's weights")
         if args.resume and args.resume != "latest" and not args.checkpoint_dir:
             args.checkpoint_dir = str(Path(args.resume).resolve().parent)
         finish_args(args)
