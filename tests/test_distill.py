@@ -266,3 +266,45 @@ def test_teacher_context_widens_only_the_teachers_view(tmp_path, vgg_dir, monkey
     assert json.loads(meta["training"])["teacher_context"] == 5
     assert distill.main(common + ["--teacher-context", "-1"]) == 1
     assert "--teacher-context" in capsys.readouterr().err
+
+
+def test_average_models_is_the_weighted_mean_and_refuses_other_layouts(tmp_path):
+    """tools/average_models.py: the weighted mean of each tensor (stored in
+    fp16 like its inputs), metadata naming every member with its weight and
+    sha256; members of another layout or another teacher are refused and
+    nothing is written."""
+    import average_models
+
+    def save(net, name, teacher_sha="t" * 64):
+        path = tmp_path / name
+        meta = {"format": "stylize", "format_version": "1", "style": "x_live", "license": "MIT",
+                "teacher_sha256": teacher_sha, "source": "run " + name, "dtype": "fp16",
+                "training": json.dumps({"iterations": len(name)}), **net.metadata()}
+        stylize_safetensors.write(path, {k: v.numpy() for k, v in net.state_dict().items()}, meta, "F16")
+        return path
+
+    a = save(compact.random_compact(LAYOUTS["s2d1"], seed=1), "a.safetensors")
+    b = save(compact.random_compact(LAYOUTS["s2d1"], seed=2), "bb.safetensors")
+    out = tmp_path / "avg.safetensors"
+    assert average_models.main([str(a), str(b), "--weights", "0.75,0.25", "-o", str(out)]) == 0
+    ta, tb = stylize_safetensors.read(a)[0], stylize_safetensors.read(b)[0]
+    t, meta = stylize_safetensors.read(out)
+    for k in ta:
+        want = (0.75 * ta[k] + 0.25 * tb[k]).astype(np.float16).astype(np.float32)
+        assert np.array_equal(t[k], want), k
+    assert "a.safetensors (weight 0.75: run a.safetensors)" in meta["source"]
+    assert "bb.safetensors (weight 0.25" in meta["source"] and meta["averaged_by"].endswith("average_models.py")
+    runs = json.loads(meta["training"])
+    assert runs["iterations"] == len("bb.safetensors")
+    assert [r["sha256"] for r in runs["average_of"]] == \
+        [hashlib.sha256(p.read_bytes()).hexdigest() for p in (a, b)]
+    assert meta["network"] == stylize_safetensors.read(a)[1]["network"]
+
+    other = save(compact.random_compact(LAYOUTS["s2d1"], seed=3), "c.safetensors", teacher_sha="u" * 64)
+    wider = save(compact.random_compact(LAYOUTS["live"], seed=3), "d.safetensors")
+    for bad in ([str(a), str(other)], [str(a), str(wider)], [str(a)], [str(a), str(b), "--weights", "0.5,0.6"],
+                [str(a), str(tmp_path / "missing.safetensors")]):
+        dest = tmp_path / "bad.safetensors"
+        assert average_models.main(bad + ["-o", str(dest)]) == 1 and not dest.exists()
+    assert average_models.main([str(a), str(b), "-o", str(a)]) == 1  # never overwrites an input
+    assert stylize_safetensors.read(a)[0].keys() == ta.keys()
