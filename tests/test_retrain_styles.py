@@ -21,7 +21,7 @@ exit 0
 """
 
 
-def run_queue(tmp_path, styles, jobs=2):
+def run_queue(tmp_path, styles, jobs=2, **extra_env):
     shared = tmp_path / "shared"
     (shared / "styles").mkdir(parents=True, exist_ok=True)
     for s in ("one", "two", "three", "bad"):
@@ -30,7 +30,7 @@ def run_queue(tmp_path, styles, jobs=2):
     fake.write_text(FAKE_TRAIN)
     fake.chmod(0o755)
     env = dict(os.environ, STYLIZE_SHARED=str(shared), PY=str(fake), JOBS=str(jobs), NICE="0",
-               TRAIN_DIR=str(tmp_path / "train"), CALLS=str(tmp_path / "calls.txt"))
+               TRAIN_DIR=str(tmp_path / "train"), CALLS=str(tmp_path / "calls.txt"), **extra_env)
     r = subprocess.run(["bash", str(SCRIPT)] + styles, env=env, capture_output=True, text=True,
                        timeout=60)
     calls = (tmp_path / "calls.txt").read_text().splitlines() if (tmp_path / "calls.txt").exists() else []
@@ -56,9 +56,11 @@ def test_queue_runs_two_at_a_time_resumes_and_marks_done(tmp_path):
         running += d
         peak = max(peak, running)
     assert peak == 2
-    assert all("--resume" in c for c in starts if "styles/two.jpg" in c)
-    assert not any("--resume" in c for c in starts if "styles/two.jpg" not in c)
-    assert all("--iterations 2000" in c and "--threads 1" in c and "--tin" in c and "--ema 0.995" in c
+    assert all("--resume" in c and "--init" not in c for c in starts if "styles/two.jpg" in c)
+    # a fresh start is warm: from starry_night's weights
+    assert all("--init models/starry_night.safetensors" in c and "--resume" not in c
+               for c in starts if "styles/two.jpg" not in c)
+    assert all("--iterations 1500" in c and "--threads 1" in c and "--tin" in c and "--ema 0.995" in c
                for c in starts)
     train = tmp_path / "train"
     assert (train / "one_v2" / "done").exists() and (train / "three_v2" / "done").exists()
@@ -79,3 +81,10 @@ def test_missing_painting_is_refused_before_anything_starts(tmp_path):
     assert r.returncode == 1
     assert "no painting" in r.stderr and "nosuch.jpg" in r.stderr
     assert calls == []
+
+
+def test_init_none_starts_from_random_weights(tmp_path):
+    r, calls = run_queue(tmp_path, ["one"], INIT="none")
+    assert r.returncode == 0, r.stderr
+    starts = [c for c in calls if " start " in c]
+    assert len(starts) == 1 and "--init" not in starts[0] and "--resume" not in starts[0]

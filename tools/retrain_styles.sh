@@ -9,15 +9,20 @@
 # already running is waited for, never started twice. The exports are a
 # moving average of the weights (--ema 0.995, about the last 200
 # iterations), as single checkpoints jitter while the step size is large.
-# 2000 iterations, not the 5000 planned first: a 5000-iteration run spans
+# 1500 iterations (from a warm start), not the 5000 planned first: a 5000-iteration run spans
 # four sessions and its checkpoints did not survive to the next one (the
 # great_wave run was lost at 2100), while the lost run's export at ~1950
-# already measured closer to the painting than v1; 2000 gives the cosine
-# schedule and the average time to finish within about 3.6 hours of one
+# already measured closer to the painting than v1; 1500 gives the cosine
+# schedule and the average time to finish within about 2.2 hours of one
 # core (bf16, Zen 4).
 #
+# A style starts from a trained style's weights (train.py --init, INIT;
+# "none" for random ones): great_wave from starry_night v2 reached in 550
+# iterations the style distance a random start had at 1100 (docs/TRAINING.md).
+#
 #   bash tools/retrain_styles.sh [STYLE ...]     (default: great_wave)
-#   JOBS=2 ITERATIONS=2000 NICE=10 TRAIN_DIR=build/train   (environment, the defaults)
+#   JOBS=2 ITERATIONS=1500 NICE=10 TRAIN_DIR=build/train
+#   INIT=models/starry_night.safetensors          (environment, the defaults)
 #
 # starry_night and the_scream v2 came from a GPU (tools/gpu_session.sh styles,
 # 2026-11-30) and shipped; shipwreck's v2 recipe made a texture overlay there
@@ -31,7 +36,8 @@ cd "$(dirname "$0")/.." || exit 1
 SHARED=${STYLIZE_SHARED:-../shared}
 PY=${PY:-/usr/bin/python3}
 JOBS=${JOBS:-2}
-ITERATIONS=${ITERATIONS:-2000}
+ITERATIONS=${ITERATIONS:-1500}
+INIT=${INIT:-models/starry_night.safetensors}
 NICE=${NICE:-10}
 TRAIN_DIR=${TRAIN_DIR:-build/train}
 [ $# -gt 0 ] || set -- great_wave
@@ -40,13 +46,17 @@ train_one() {  # style: runs to the end or until killed
     local s=$1 dir=$TRAIN_DIR/$1_v2
     # a run started by hand (or by another queue) goes on; this one waits for it
     while pgrep -f -- "--checkpoint-dir $dir " > /dev/null; do sleep 30; done
-    local resume=()
-    [ -f "$dir/latest.pt" ] && resume=(--resume)
+    local start_from=()
+    if [ -f "$dir/latest.pt" ]; then
+        start_from=(--resume)
+    elif [ "$INIT" != none ] && [ "$(basename "$INIT" .safetensors)" != "$s" ]; then
+        start_from=(--init "$INIT")  # a fresh start from a trained style
+    fi
     mkdir -p "$dir"
-    echo "[$(date -u +%FT%TZ)] $s: ${resume[*]:-start}" >> "$TRAIN_DIR/${s}_v2.log"
+    echo "[$(date -u +%FT%TZ)] $s: ${start_from[*]:-start}" >> "$TRAIN_DIR/${s}_v2.log"
     nice -n "$NICE" "$PY" tools/train.py --style "$SHARED/styles/$s.jpg" --tin --size 256 --batch 4 \
         --iterations "$ITERATIONS" --threads 1 --checkpoint-every 50 --keep 2 --ema 0.995 \
-        --checkpoint-dir "$dir" -o "$dir/$s.safetensors" "${resume[@]}" \
+        --checkpoint-dir "$dir" -o "$dir/$s.safetensors" "${start_from[@]}" \
         >> "$TRAIN_DIR/${s}_v2.log" 2>&1
     local rc=$?
     if [ $rc -eq 0 ]; then
