@@ -17,8 +17,8 @@
 # core (bf16, Zen 4).
 #
 # A style starts from a trained style's weights (train.py --init, INIT;
-# "none" for random ones): great_wave from starry_night v2 reached in 550
-# iterations the style distance a random start had at 1100 (docs/TRAINING.md).
+# "none" for random ones): great_wave from starry_night v2 reached in 750
+# iterations the style distance a random start had at 1500 (docs/TRAINING.md).
 #
 #   bash tools/retrain_styles.sh [STYLE ...]     (default: great_wave)
 #   JOBS=2 ITERATIONS=1500 NICE=10 TRAIN_DIR=build/train
