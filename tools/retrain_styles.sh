@@ -20,13 +20,14 @@
 # "none" for random ones): great_wave from starry_night v2 reached in 750
 # iterations the style distance a random start had at 1500 (docs/TRAINING.md).
 #
-#   bash tools/retrain_styles.sh [STYLE ...]     (default: great_wave)
+#   bash tools/retrain_styles.sh [STYLE ...]     (default: shipwreck)
 #   JOBS=2 ITERATIONS=1500 NICE=10 TRAIN_DIR=build/train
 #   INIT=models/starry_night.safetensors          (environment, the defaults)
 #
 # starry_night and the_scream v2 came from a GPU (tools/gpu_session.sh styles,
-# 2026-11-30) and shipped; shipwreck's v2 recipe made a texture overlay there
-# (models/README.md), so it waits for another recipe.
+# 2026-11-30) and shipped, great_wave v2 from this queue's warm start
+# (2026-12-01); shipwreck's random start made a texture overlay on the GPU
+# (models/README.md), so it is next, warm-started.
 #
 # Logs: build/train/STYLE_v2.log (appended). Stop with
 # `pkill -f tools/retrain_styles.sh; pkill -f tools/train.py`: the next call
@@ -40,7 +41,7 @@ ITERATIONS=${ITERATIONS:-1500}
 INIT=${INIT:-models/starry_night.safetensors}
 NICE=${NICE:-10}
 TRAIN_DIR=${TRAIN_DIR:-build/train}
-[ $# -gt 0 ] || set -- great_wave
+[ $# -gt 0 ] || set -- shipwreck
 
 train_one() {  # style: runs to the end or until killed
     local s=$1 dir=$TRAIN_DIR/$1_v2
