@@ -140,3 +140,13 @@ def test_teacher_mode_against_itself(tmp_path, shared):
 def test_errors(args, msg, tmp_path):
     r = run_tool(*args, "-o", tmp_path)
     assert r.returncode == 1 and msg in r.stderr
+
+
+def test_a_named_painting_keeps_the_training_style_size(tmp_path):
+    """--style-image names the painting, not its size: a model that records
+    its training style size is measured against the painting at that size."""
+    path = tmp_path / "great_wave_it50.safetensors"
+    meta = {"style": "great_wave"}
+    got = sq.find_painting(path, meta, {"style_size": 512}, {"great_wave": "/p/great_wave.jpg"})
+    assert got == (sq.Path("/p/great_wave.jpg"), 512)
+    assert sq.find_painting(path, meta, {}, {"great_wave_it50": "/p/x.jpg"}) == (sq.Path("/p/x.jpg"), None)
