@@ -17,7 +17,6 @@ file's dtype; the metadata is the first file's, with a `source` naming every
 member and its weight, and `training` holding each member's settings.
 """
 import argparse
-import hashlib
 import json
 import sys
 from pathlib import Path
@@ -33,10 +32,6 @@ SAME = ("format", "architecture", "network", "teacher_sha256", "style", "license
 
 class AverageError(Exception):
     """A user-facing error: printed as 'average_models.py: ...', exit 1."""
-
-
-def sha256_of(path):
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def parse_weights(text, n):
@@ -75,7 +70,8 @@ def average(paths, weights):
             training = json.loads(m.get("training", "{}"))
         except ValueError:
             training = m.get("training")
-        runs.append({"file": Path(p).name, "sha256": sha256_of(p), "weight": w, "training": training})
+        runs.append({"file": Path(p).name, "sha256": stylize_safetensors.file_sha256(p), "weight": w,
+                     "training": training})
     meta = dict(m0)
     meta["source"] = "weight average (tools/average_models.py) of " + "; ".join(parts)
     meta["averaged_by"] = "tools/average_models.py"

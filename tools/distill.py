@@ -27,7 +27,6 @@ architecture, the data, the settings and the licence (the teacher's).
 
 import argparse
 import csv
-import hashlib
 import json
 import math
 import os
@@ -61,14 +60,6 @@ class DistillError(Exception):
 
 def log(msg):
     print(msg, flush=True)
-
-
-def sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for b in iter(lambda: f.read(1 << 20), b""):
-            h.update(b)
-    return h.hexdigest()
 
 
 # ---------------------------------------------------------------------------
@@ -239,7 +230,7 @@ def export(student, args, it, n_photos, teacher_meta, amp, calibration):
         "style_image": teacher_meta.get("style_image", teacher_meta.get("style", "")),
         "style_license": teacher_meta.get("style_license", ""),
         "teacher": Path(args.teacher).name,
-        "teacher_sha256": sha256(args.teacher),
+        "teacher_sha256": stylize_safetensors.file_sha256(args.teacher),
         "source": "distilled with libstylize tools/distill.py from %s, %d iterations"
                   % (Path(args.teacher).name, it) + init_note(args),
         "license": teacher_meta.get("license", "see the teacher model"),

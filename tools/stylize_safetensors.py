@@ -19,6 +19,7 @@ Used by tools/convert_model.py and the tests:
     tensors, metadata = st.read(path)
 """
 
+import hashlib
 import json
 import os
 import struct
@@ -185,6 +186,16 @@ def write_raw(path, header_obj, data):
     head = _header_bytes(header_obj)
     _atomic_write(path, [struct.pack("<Q", len(head)), head, bytes(data)])
 
+
+
+def file_sha256(path):
+    """The sha256 of a model file, as metadata records it (a twin's teacher,
+    a warm start, the members of an average)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 # ---------------------------------------------------------------------------
 # reading

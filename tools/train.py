@@ -52,6 +52,7 @@ REPO = TOOLS.parent
 sys.path.insert(0, str(TOOLS))
 import torch_reference as tr  # noqa: E402
 import vgg19_tfjs  # noqa: E402
+import stylize_safetensors  # noqa: E402
 
 SHARED = Path(os.environ.get("STYLIZE_SHARED", REPO.parent / "shared"))
 PROG = "train.py"
@@ -298,15 +299,6 @@ def load_checkpoint(path):
     ck.update(meta)
     ck["optimizer"] = {"state": ck.pop("optimizer_state"), "param_groups": meta["param_groups"]}
     return ck
-
-
-def sha256_of(path):
-    import hashlib
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def init_weights(model, path):
@@ -574,7 +566,7 @@ def finish_args(args):
         if not Path(args.init).is_file():
             raise TrainError("--init %s: no such file" % args.init)
         args.init = str(Path(args.init).resolve())
-        args.init_sha256 = sha256_of(args.init)
+        args.init_sha256 = stylize_safetensors.file_sha256(args.init)
     args.style = str(Path(args.style).resolve())  # a checkpoint may be resumed elsewhere
     if args.content:
         args.content = [c if c == "auto" else str(Path(c).resolve()) for c in args.content]
