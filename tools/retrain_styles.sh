@@ -1,6 +1,6 @@
 #!/bin/bash
 # The own styles' v2 retraining (issue 14, docs/TRAINING.md "The v2 recipe")
-# as one resumable queue: a CPU session runs out long before a style's 2000
+# as one resumable queue: a CPU session can end before a style's 1500
 # iterations do, so every call picks up where the last one stopped. Styles
 # run in the order given, JOBS at a time (one thread each: two one-thread
 # runs use two cores better than one two-thread run), each resuming from its
@@ -9,12 +9,11 @@
 # already running is waited for, never started twice. The exports are a
 # moving average of the weights (--ema 0.995, about the last 200
 # iterations), as single checkpoints jitter while the step size is large.
-# 1500 iterations (from a warm start), not the 5000 planned first: a 5000-iteration run spans
-# four sessions and its checkpoints did not survive to the next one (the
-# great_wave run was lost at 2100), while the lost run's export at ~1950
-# already measured closer to the painting than v1; 1500 gives the cosine
-# schedule and the average time to finish within about 2.2 hours of one
-# core (bf16, Zen 4).
+# 1500 iterations from a warm start, not the 5000 from random weights
+# planned first: that run spanned four sessions, and its checkpoints did
+# not survive to the next one (great_wave was lost at 2100); 1500 lets the
+# cosine schedule and the average finish in about 2.2 hours of one core
+# (bf16, Zen 4).
 #
 # A style starts from a trained style's weights (train.py --init, INIT;
 # "none" for random ones): great_wave from starry_night v2 reached in 750

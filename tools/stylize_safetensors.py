@@ -187,7 +187,6 @@ def write_raw(path, header_obj, data):
     _atomic_write(path, [struct.pack("<Q", len(head)), head, bytes(data)])
 
 
-
 def file_sha256(path):
     """The sha256 of a model file, as metadata records it (a twin's teacher,
     a warm start, the members of an average)."""
@@ -196,6 +195,7 @@ def file_sha256(path):
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
 
 # ---------------------------------------------------------------------------
 # reading

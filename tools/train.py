@@ -562,7 +562,7 @@ def finish_args(args):
         raise TrainError("bad --tin-prob (0..1), --tin-thumb (>= 16) or --tin-ratio (>= 1)")
     if args.checkpoint_every < 1 or args.log_every < 1:
         raise TrainError("--checkpoint-every and --log-every must be >= 1")
-    if args.init and not getattr(args, "init_sha256", None):  # (a resumed run has it already)
+    if args.init and not args.init_sha256:  # (a resumed run has it already)
         if not Path(args.init).is_file():
             raise TrainError("--init %s: no such file" % args.init)
         args.init = str(Path(args.init).resolve())
@@ -648,8 +648,6 @@ def train(args, argv_explicit):
     model = tr.TransformerNet(tuple(args.widths_l), args.res_blocks, args.kernel).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     start, elapsed0 = 0, 0.0
-    if ck is None and args.init:
-        init_weights(model, args.init)
     if ck is not None:
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
@@ -658,6 +656,8 @@ def train(args, argv_explicit):
         torch.set_rng_state(ck["torch_rng"])
         if scaler is not None and ck.get("scaler"):
             scaler.load_state_dict(ck["scaler"])
+    elif args.init:
+        init_weights(model, args.init)
 
     ema = None
     if args.ema > 0:  # from the checkpoint's average, or started here from its weights
