@@ -43,7 +43,7 @@ def test_styles_trains_every_variant_then_distils_each_twin(tmp_path):
     for s in STYLES:
         (work / ".gpu" / "shared" / "styles" / (s + ".jpg")).write_bytes(b"")
     (work / "models").mkdir()
-    for s in ("starry_night", "great_wave", "the_scream"):  # shipwreck has no twin yet
+    for s in ("starry_night", "great_wave", "the_scream"):  # shipwreck's left out: a style without a twin
         (work / "models" / (s + "_live.safetensors")).write_bytes(b"")
     fake = tmp_path / "fakepy"
     fake.write_text(FAKE_PY)
@@ -66,6 +66,7 @@ def test_styles_trains_every_variant_then_distils_each_twin(tmp_path):
         assert arg(c, "--time-budget") == "7" and arg(c, "--batch") == "8" and arg(c, "--ema") == "0.995"
         assert "--tin" in c.split() and arg(c, "--size") == "256"
         assert ("--content-weight 2" in c) == ("great_wave_cw2" in c)
+        assert ("--content-weight 3" in c) == ("styles/shipwreck.jpg" in c)
 
     # a twin for every variant that trained (the_scream failed), named as shipped
     by_teacher = {arg(c, "--teacher"): c for c in distills}

@@ -201,7 +201,11 @@ styles)
     nvidia-smi dmon -s u -d 5 > "$LOGS/dmon.txt" 2>&1 &
     dmon=$!
     pids=()
-    for s in ${V2_STYLES:-$STYLES}; do train_v2 $s $s "$S1" & pids+=($!); done
+    for s in ${V2_STYLES:-$STYLES}; do
+        extra=()  # shipwreck's content weight 1 draws a texture overlay (retrain_styles.sh)
+        [ $s = shipwreck ] && extra=(--content-weight 3)
+        train_v2 $s $s "$S1" "${extra[@]}" & pids+=($!)
+    done
     [ -n "${V2_STYLES:-}" ] || { train_v2 great_wave great_wave_cw2 "$S1" --content-weight 2 & pids+=($!); }
     wait "${pids[@]}"
     # the teachers come back even if the distillation overruns the call
