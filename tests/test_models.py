@@ -21,7 +21,7 @@ import stylize_safetensors
 from border_line import BORDER_IMAGES, border_lines, border_photo
 
 MODELS = sorted((REPO / "models").glob("*.safetensors"))
-OWN = {"starry_night", "great_wave", "the_scream"}
+OWN = {"starry_night", "great_wave", "the_scream", "shipwreck"}
 # pytorch/examples' pretrained models (ONNX model zoo fp16 copy), BSD-3-Clause
 REFERENCE = {"mosaic", "candy"}
 # compact networks distilled from a shipped model (tools/distill.py), named <teacher>_live
