@@ -66,7 +66,7 @@ def test_styles_trains_every_variant_then_distils_each_twin(tmp_path):
         assert arg(c, "--time-budget") == "7" and arg(c, "--batch") == "8" and arg(c, "--ema") == "0.995"
         assert "--tin" in c.split() and arg(c, "--size") == "256"
         assert ("--content-weight 2" in c) == ("great_wave_cw2" in c)
-        assert ("--content-weight 3" in c) == ("styles/shipwreck.jpg" in c)
+        assert "--content-weight 3" not in c  # shipwreck's own weight is train.py's (STYLE_SETTINGS)
 
     # a twin for every variant that trained (the_scream failed), named as shipped
     by_teacher = {arg(c, "--teacher"): c for c in distills}

@@ -88,13 +88,3 @@ def test_init_none_starts_from_random_weights(tmp_path):
     assert r.returncode == 0, r.stderr
     starts = [c for c in calls if " start " in c]
     assert len(starts) == 1 and "--init" not in starts[0] and "--resume" not in starts[0]
-
-
-def test_shipwreck_trains_with_its_own_content_weight(tmp_path):
-    (tmp_path / "shared" / "styles").mkdir(parents=True)
-    (tmp_path / "shared" / "styles" / "shipwreck.jpg").write_bytes(b"")
-    r, calls = run_queue(tmp_path, ["shipwreck", "one"])
-    assert r.returncode == 0, r.stderr
-    starts = [c for c in calls if " start " in c]
-    assert [c for c in starts if "styles/shipwreck.jpg" in c and c.endswith("--content-weight 3")]
-    assert [c for c in starts if "styles/one.jpg" in c and "--content-weight" not in c]

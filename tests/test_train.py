@@ -345,3 +345,31 @@ def test_smoothing_replica_matches_the_library_rule():
     assert np.array_equal(out[2], s2)
     assert all(np.array_equal(o, s) for o, s in zip(et.smooth_stats([s0, s1], 0.0, 0.5, c),
                                                      [s0, s1]))
+
+
+def test_a_painting_brings_its_own_loss_settings(tmp_path, vgg_dir):
+    """STYLE_SETTINGS: a new shipwreck run trains with content weight 3 unless
+    --content-weight is given; a resumed run keeps the weight it started
+    with; other paintings keep the default."""
+    shipwreck = SHARED / "styles" / "shipwreck.jpg"
+    if not shipwreck.is_file():
+        pytest.skip("no shipwreck.jpg in ../shared/styles")
+    shipwreck = str(shipwreck)
+
+    def weight(d, style="shipwreck"):
+        meta = stylize_safetensors.read(d / (style + ".safetensors"))[1]
+        return json.loads(meta["training"])["content_weight"]
+
+    own = tmp_path / "own"
+    assert train.main(_args(own, 1, ["--style", shipwreck])) == 0
+    assert weight(own) == 3.0
+    given = tmp_path / "given"
+    assert train.main(_args(given, 1, ["--style", shipwreck, "--content-weight", "1"])) == 0
+    assert weight(given) == 1.0
+    assert train.main(["--resume", "--checkpoint-dir", str(given), "--iterations", "2"]) == 0
+    assert weight(given) == 1.0  # the checkpoint's weight, not the painting's
+    assert train.main(["--resume", "--checkpoint-dir", str(own), "--iterations", "2"]) == 0
+    assert weight(own) == 3.0
+    other = tmp_path / "other"
+    assert train.main(_args(other, 0)) == 0
+    assert weight(other, "starry_night") == 1.0

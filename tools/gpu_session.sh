@@ -202,9 +202,7 @@ styles)
     dmon=$!
     pids=()
     for s in ${V2_STYLES:-$STYLES}; do
-        extra=()  # shipwreck's content weight 1 draws a texture overlay (retrain_styles.sh)
-        [ $s = shipwreck ] && extra=(--content-weight 3)
-        train_v2 $s $s "$S1" "${extra[@]}" & pids+=($!)
+        train_v2 $s $s "$S1" & pids+=($!)  # (shipwreck's content weight 3 is train.py's)
     done
     [ -n "${V2_STYLES:-}" ] || { train_v2 great_wave great_wave_cw2 "$S1" --content-weight 2 & pids+=($!); }
     wait "${pids[@]}"

@@ -28,7 +28,7 @@
 # (2026-12-01); shipwreck made a texture overlay from a random start on the
 # GPU and from a warm start with content weight 1, and shipped from a warm
 # start with content weight 3 (2026-12-01, 1000 iterations on two cores;
-# models/README.md).
+# models/README.md), the weight train.py gives it (STYLE_SETTINGS).
 #
 # Logs: build/train/STYLE_v2.log (appended). Stop with
 # `pkill -f tools/retrain_styles.sh; pkill -f tools/train.py`: the next call
@@ -44,14 +44,6 @@ NICE=${NICE:-10}
 TRAIN_DIR=${TRAIN_DIR:-build/train}
 [ $# -gt 0 ] || set -- shipwreck
 
-style_args() {  # a style's own loss settings, where the recipe's draw a texture overlay
-    case $1 in
-        # content weight 1 scattered the painting's foam over the photos (lighthouses, faces and
-        # riders lost by 750 iterations, on the GPU and on the CPU); 3 keeps them (models/README.md)
-        shipwreck) echo --content-weight 3 ;;
-    esac
-}
-
 train_one() {  # style: runs to the end or until killed
     local s=$1 dir=$TRAIN_DIR/$1_v2
     # a run started by hand (or by another queue) goes on; this one waits for it
@@ -66,7 +58,7 @@ train_one() {  # style: runs to the end or until killed
     echo "[$(date -u +%FT%TZ)] $s: ${start_from[*]:-start}" >> "$TRAIN_DIR/${s}_v2.log"
     nice -n "$NICE" "$PY" tools/train.py --style "$SHARED/styles/$s.jpg" --tin --size 256 --batch 4 \
         --iterations "$ITERATIONS" --threads 1 --checkpoint-every 50 --keep 2 --ema 0.995 \
-        --checkpoint-dir "$dir" -o "$dir/$s.safetensors" "${start_from[@]}" $(style_args "$s") \
+        --checkpoint-dir "$dir" -o "$dir/$s.safetensors" "${start_from[@]}" \
         >> "$TRAIN_DIR/${s}_v2.log" 2>&1
     local rc=$?
     if [ $rc -eq 0 ]; then
