@@ -15,7 +15,7 @@ import distill
 import stylize_safetensors
 import torch_reference as tr
 from stylize_nets import compact
-from stylize_nets.losses import stability_loss, vgg_features
+from stylize_nets.losses import block_loss, stability_loss, vgg_features
 
 
 @pytest.fixture(autouse=True)
@@ -103,6 +103,15 @@ def test_stability_loss_is_zero_for_a_shift_equivariant_map():
     assert stability_loss(a, b, 2, 5, border=4).item() > 0
 
 
+def test_block_loss_sees_tones_not_strokes():
+    """A texture that keeps every 8x8 block's mean costs nothing; a colour
+    cast costs its size."""
+    t = torch.rand(1, 3, 32, 48, generator=torch.Generator().manual_seed(3)) * 200
+    stroke = torch.tensor([[1.0, -1.0], [-1.0, 1.0]]).repeat(16, 24)[None, None] * 20  # zero mean per block
+    assert block_loss(t + stroke, t).item() < 1e-6
+    assert abs(block_loss(t + 25.5, t).item() - 0.1) < 1e-6
+
+
 def test_vgg_margin_keeps_the_feature_shapes(vgg_dir):
     import vgg19_tfjs
     vgg = vgg19_tfjs.VGG19Features(str(vgg_dir), upto="relu3_1")
@@ -146,18 +155,19 @@ def test_distill_exports_resumes_and_names_its_teacher(tmp_path, vgg_dir):
               "--stem", "8", "--body", "8", "--blocks", "1", "--up-widths", "8", "--size", "32",
               "--batch", "2", "--max-side", "96", "--log-every", "1", "--checkpoint-every", "2",
               "--threads", "1", "--vgg", str(vgg_dir), "--checkpoint-dir", str(tmp_path / "ck")]
-    assert distill.main(common + ["--iterations", "2"]) == 0
-    assert distill.main(common + ["--iterations", "3", "--resume"]) == 0
+    assert distill.main(common + ["--iterations", "2", "--block-weight", "4"]) == 0
+    assert distill.main(common + ["--iterations", "3", "--resume", "--block-weight", "4"]) == 0
     tensors, meta = stylize_safetensors.read(out)
     assert meta["architecture"] == "compact" and meta["teacher"] == "teacher.safetensors"
     assert meta["teacher_sha256"] == hashlib.sha256(tpath.read_bytes()).hexdigest()
     assert meta["license"] == "CC0-1.0" and meta["style"] == "t_live"
     training = json.loads(meta["training"])
-    assert training["iterations"] == 3
+    assert training["iterations"] == 3 and training["block_weight"] == 4
     assert training["amp"] in ("off", "bf16") and training["amp_requested"] == "auto"  # what ran, resolved
     assert training["level_phases"] > 0 and training["phase_spread_after"] < 0.01
     rows = (tmp_path / "ck" / "loss.csv").read_text().splitlines()
     assert [r.split(",")[0] for r in rows] == ["iteration", "1", "2", "3"]
+    assert "block" in rows[0].split(",") and all(len(r.split(",")) == len(rows[0].split(",")) for r in rows)
     net = compact.CompactNet.from_state_dict(tensors, json.loads(meta["network"]))
     ck = torch.load(str(tmp_path / "ck" / "latest.pt"), weights_only=True)
     assert json.loads(ck["meta"])["iteration"] == 3
@@ -167,6 +177,12 @@ def test_distill_exports_resumes_and_names_its_teacher(tmp_path, vgg_dir):
             assert np.abs(v.numpy() - ref).max() <= training["phase_spread_before"] + 0.1, k
         else:
             assert np.array_equal(v.numpy(), ref), k
+    # a log begun before the block column: a resumed run writes rows in its columns
+    old = rows[0].replace(",block", "")
+    (tmp_path / "ck" / "loss.csv").write_text(old + "\n")
+    assert distill.main(common + ["--iterations", "4", "--resume"]) == 0
+    rows = (tmp_path / "ck" / "loss.csv").read_text().splitlines()
+    assert rows[0] == old and len(rows[1].split(",")) == len(old.split(",")) and rows[1].startswith("4,")
 
 
 def test_warm_start_is_recorded_through_resumes(tmp_path, vgg_dir):

@@ -16,6 +16,9 @@ Losses (tools/stylize_nets/losses.py):
              noised must equal its output for the crop, shifted: stability
              without optical flow (the idea of Gupta et al. 2017 and
              ReCoNet, with a synthetic motion).
+  block      (--block-weight, off by default) L1 between the 8x8 block means
+             of student and teacher output: tones and colours, for a teacher
+             whose strokes the student cannot all redraw.
 
 Checkpoints are resumable (--resume), the loss log is a CSV, and the export
 is fp16 safetensors whose metadata names the teacher (file and sha256), the
@@ -47,7 +50,7 @@ import vgg19_tfjs  # noqa: E402
 from stylize_nets import compact, device as nets_device  # noqa: E402
 from stylize_nets.classic import run_net  # noqa: E402
 from stylize_nets.data import read_image  # noqa: E402
-from stylize_nets.losses import DistillLoss, stability_loss  # noqa: E402
+from stylize_nets.losses import DistillLoss, block_loss, stability_loss  # noqa: E402
 
 SHARED = Path(os.environ.get("STYLIZE_SHARED", REPO.parent / "shared"))
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
@@ -140,6 +143,8 @@ def build_parser():
     g.add_argument("--feature-weight", type=float, default=1.0, help=d)
     g.add_argument("--gram-weight", type=float, default=5.0, help=d)
     g.add_argument("--stability-weight", type=float, default=20.0, help=d)
+    g.add_argument("--block-weight", type=float, default=0.0, help="weight of the 8x8 block-mean term "
+                   "(tones and colours: L1 between the block means of student and teacher) " + d)
     g.add_argument("--max-shift", type=int, default=7, help="largest shift (px) of the stability "
                    "view " + d)
     g.add_argument("--noise", type=float, default=3.0, help="largest noise std (0..255) added to the "
@@ -213,7 +218,7 @@ def export(student, args, it, n_photos, teacher_meta, amp, calibration):
     name = args.style_name or Path(args.output).stem
     settings = {k: getattr(args, k) for k in ("s2d", "stem", "body", "blocks", "block", "up",
                                                "up_widths", "shuffle", "pixel_weight",
-                                               "feature_weight", "gram_weight", "stability_weight",
+                                               "feature_weight", "gram_weight", "stability_weight", "block_weight",
                                                "max_shift", "noise", "teacher_context", "size", "scale", "batch", "lr",
                                                "lr_min", "seed", "time_budget")}
     # the precision this run used (--amp auto resolves per machine; a resumed run may have used another)
@@ -323,10 +328,15 @@ def distill(args):
            Path(args.teacher).name, device, amp))
 
     logpath = ckdir / "loss.csv"
-    fields = ["iteration", "seconds", "lr", "loss", "pixel", "feature", "gram", "stability",
+    fields = ["iteration", "seconds", "lr", "loss", "pixel", "feature", "gram", "stability", "block",
               "s_per_iter"]
+    if start and logpath.is_file():  # a resumed run keeps its log's columns (older logs have no block)
+        with open(logpath) as f:
+            header = f.readline().strip().split(",")
+        if header[0] == "iteration":
+            fields = header
     logf = open(logpath, "a" if start else "w", newline="")
-    writer = csv.DictWriter(logf, fieldnames=fields)
+    writer = csv.DictWriter(logf, fieldnames=fields, extrasaction="ignore")
     if not start:
         writer.writeheader()
 
@@ -371,8 +381,10 @@ def distill(args):
             y2 = student(x2)[:, :, :size, :size].float()
         terms = loss_fn(y, t)
         terms["stability"] = stability_loss(y, y2, dy, dx)
+        terms["block"] = block_loss(y, t)
         loss = (args.pixel_weight * terms["pixel"] + args.feature_weight * terms["feature"]
-                + args.gram_weight * terms["gram"] + args.stability_weight * terms["stability"])
+                + args.gram_weight * terms["gram"] + args.stability_weight * terms["stability"]
+                + args.block_weight * terms["block"])
         if not torch.isfinite(loss):
             raise DistillError("loss is not finite at iteration %d (lower --lr?)" % (it + 1))
         opt.zero_grad(set_to_none=True)
@@ -390,9 +402,10 @@ def distill(args):
                        s_per_iter="%.4f" % ((now - t_int) / n_acc))
             writer.writerow(row)
             logf.flush()
-            log("it %6d  loss %.4f  pixel %.4f  feature %.4f  gram %.4f  stability %.4f  %.3f s/it"
-                % (it, acc["loss"] / n_acc, acc["pixel"] / n_acc, acc["feature"] / n_acc,
-                   acc["gram"] / n_acc, acc["stability"] / n_acc, (now - t_int) / n_acc))
+            log("it %6d  loss %.4f  pixel %.4f  feature %.4f  gram %.4f  stability %.4f  block %.4f  "
+                "%.3f s/it" % (it, acc["loss"] / n_acc, acc["pixel"] / n_acc, acc["feature"] / n_acc,
+                               acc["gram"] / n_acc, acc["stability"] / n_acc, acc["block"] / n_acc,
+                               (now - t_int) / n_acc))
             acc, n_acc, t_int = {}, 0, now
         if it % args.checkpoint_every == 0:
             checkpoint(it, elapsed0 + time.time() - t_start)

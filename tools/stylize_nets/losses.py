@@ -185,6 +185,15 @@ class DistillLoss:
                 "gram": torch.stack(grams).mean()}
 
 
+def block_loss(y, t, block=8):
+    """Tones and colours: L1 /255 between the `block`x`block` means of the
+    student's and the teacher's outputs, the scale of the fidelity measure's
+    block-mean PSNR. A student too small to redraw every stroke of its
+    teacher should still put its colours where the teacher does; the pixel
+    term weighs that no more than any stroke."""
+    return (F.avg_pool2d(y, block) - F.avg_pool2d(t, block)).abs().mean() / 255.0
+
+
 def stability_loss(y_a, y_b, dy, dx, border=8):
     """Temporal stability without optical flow: y_a is the output for a crop,
     y_b the output for the crop shifted by (dy, dx) pixels (and noised); where
