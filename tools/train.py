@@ -339,6 +339,11 @@ def apply_style_settings(args, explicit):
                 % (Path(args.style).stem, k.replace("_", "-"), v))
 
 
+def own_settings(key):
+    """'shipwreck: 3'-style list of the paintings whose STYLE_SETTINGS set `key` (for --help)."""
+    return ", ".join("%s: %g" % (stem, v[key]) for stem, v in sorted(STYLE_SETTINGS.items()) if key in v)
+
+
 def style_facts(args):
     stem = Path(args.style).stem
     desc, lic = STYLES.get(stem, (Path(args.style).name, "unknown"))
@@ -452,7 +457,7 @@ exit status: 0 on success, 1 on an error (message 'train.py: ...').""")
                    "(relative Gram error, averaged over layers, summed over scales) " + d)
     g.add_argument("--content-weight", metavar="W", type=float, default=1.0, help="weight of the content "
                    "term (relative feature error); a painting may have its own, used unless this is given "
-                   "(shipwreck: 3) " + d)
+                   "(%s) " % own_settings("content_weight") + d)
     g.add_argument("--tv-weight", metavar="W", type=float, default=0.0, help="weight of total variation "
                    "(mean squared neighbour difference of the output / 255); 0 = off " + d)
     g.add_argument("--style-layers", metavar="LAYERS", default="relu1_1,relu2_1,relu3_1",
