@@ -82,18 +82,29 @@ def test_layout_errors_are_named(mutate, message):
 def test_level_shuffle_phases_removes_a_checker():
     """A head whose sub-pixel phases differ by a few levels draws a fixed
     checker; leveling its biases gives every phase the same mean colour on the
-    calibration photos and changes nothing else (the phases' average stays)."""
+    calibration photos and changes nothing else (the phases' average stays).
+    By default the target lies halfway to a flat frame's phase means, so that
+    neither the photos nor a flat frame keep more than half the difference."""
+    import copy
     net = compact.random_compact(seed=5).float()
     pp = net.shuffle * net.shuffle
     with torch.no_grad():  # a checker: phase k of every colour offset by 2k levels
         net._convs[-1].bias += torch.arange(pp, dtype=torch.float32).repeat(3) * 2.0
     photos = [torch.from_numpy(np.ascontiguousarray(tr._calibration_image(64 + 8 * i, 96).transpose(2, 0, 1)))
               for i in range(3)]
+    flat = [torch.full((3, 32, 32), 128.0)]
+    halfway = copy.deepcopy(net)
     before = compact.shuffle_phase_means(net, photos)
-    spread_before, spread_after = compact.level_shuffle_phases(net, photos)
+    spread_before, spread_after, _, _ = compact.level_shuffle_phases(net, photos, flat_weight=0.0)
     after = compact.shuffle_phase_means(net, photos)
     assert spread_before >= 5.9 and spread_after < 1e-3
     assert torch.allclose(after.mean(dim=1), before.mean(dim=1), atol=1e-3)
+
+    d = before - compact.shuffle_phase_means(halfway, flat)
+    half = float((d.max(dim=1).values - d.min(dim=1).values).max()) / 2
+    p_before, p_after, f_before, f_after = compact.level_shuffle_phases(halfway, photos)
+    assert p_before >= 5.9 and f_before >= 5.9 and half > 0.1  # the random net's flat checker differs
+    assert p_after <= half + 1e-3 and f_after <= half + 1e-3
 
 
 def test_stability_loss_is_zero_for_a_shift_equivariant_map():
@@ -110,6 +121,12 @@ def test_block_loss_sees_tones_not_strokes():
     stroke = torch.tensor([[1.0, -1.0], [-1.0, 1.0]]).repeat(16, 24)[None, None] * 20  # zero mean per block
     assert block_loss(t + stroke, t).item() < 1e-6
     assert abs(block_loss(t + 25.5, t).item() - 0.1) < 1e-6
+    # the root-mean-square form: the same units, weighs a large miss more than many small ones
+    assert block_loss(t + stroke, t, norm="rms").item() < 1e-6
+    assert abs(block_loss(t + 25.5, t, norm="rms").item() - 0.1) < 1e-6
+    miss = torch.zeros_like(t)
+    miss[:, :, :8, :8] = 255.0  # one block of 24 wrong by 255
+    assert block_loss(t + miss, t, norm="rms").item() > 3 * block_loss(t + miss, t).item()
 
 
 def test_vgg_margin_keeps_the_feature_shapes(vgg_dir):
@@ -164,7 +181,11 @@ def test_distill_exports_resumes_and_names_its_teacher(tmp_path, vgg_dir):
     training = json.loads(meta["training"])
     assert training["iterations"] == 3 and training["block_weight"] == 4
     assert training["amp"] in ("off", "bf16") and training["amp_requested"] == "auto"  # what ran, resolved
-    assert training["level_phases"] > 0 and training["phase_spread_after"] < 0.01
+    # levelled halfway between the photos' phase means and a flat frame's: each keeps at most half
+    # of the larger difference between the two
+    assert training["level_phases"] > 0
+    after = max(training["phase_spread_after"], training["flat_phase_spread_after"])
+    assert after <= (training["phase_spread_before"] + training["flat_phase_spread_before"]) / 2 + 0.01
     rows = (tmp_path / "ck" / "loss.csv").read_text().splitlines()
     assert [r.split(",")[0] for r in rows] == ["iteration", "1", "2", "3"]
     assert "block" in rows[0].split(",") and all(len(r.split(",")) == len(rows[0].split(",")) for r in rows)
@@ -174,7 +195,8 @@ def test_distill_exports_resumes_and_names_its_teacher(tmp_path, vgg_dir):
     for k, v in net.state_dict().items():
         ref = ck["model"][k].numpy().astype(np.float16).astype(np.float32)
         if k == "head.bias":  # leveled: each phase moved by at most the spread it had
-            assert np.abs(v.numpy() - ref).max() <= training["phase_spread_before"] + 0.1, k
+            bound = max(training["phase_spread_before"], training["flat_phase_spread_before"])
+            assert np.abs(v.numpy() - ref).max() <= bound + 0.1, k
         else:
             assert np.array_equal(v.numpy(), ref), k
     # a log begun before the block column: a resumed run writes rows in its columns

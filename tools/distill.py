@@ -16,9 +16,10 @@ Losses (tools/stylize_nets/losses.py):
              noised must equal its output for the crop, shifted: stability
              without optical flow (the idea of Gupta et al. 2017 and
              ReCoNet, with a synthetic motion).
-  block      (--block-weight, off by default) L1 between the 8x8 block means
-             of student and teacher output: tones and colours, for a teacher
-             whose strokes the student cannot all redraw.
+  block      (--block-weight, off by default) L1 (or --block-loss rms: root
+             mean square) between the 8x8 block means of student and teacher
+             output: tones and colours, for a teacher whose strokes the
+             student cannot all redraw.
 
 Checkpoints are resumable (--resume), the loss log is a CSV, and the export
 is fp16 safetensors whose metadata names the teacher (file and sha256), the
@@ -145,6 +146,9 @@ def build_parser():
     g.add_argument("--stability-weight", type=float, default=20.0, help=d)
     g.add_argument("--block-weight", type=float, default=0.0, help="weight of the 8x8 block-mean term "
                    "(tones and colours: L1 between the block means of student and teacher) " + d)
+    g.add_argument("--block-loss", choices=("l1", "rms"), default="l1",
+                   help="distance of the block-mean term: l1, or rms (root mean square, the same units; it "
+                   "aims at the block-mean PSNR itself) " + d)
     g.add_argument("--max-shift", type=int, default=7, help="largest shift (px) of the stability "
                    "view " + d)
     g.add_argument("--noise", type=float, default=3.0, help="largest noise std (0..255) added to the "
@@ -219,6 +223,7 @@ def export(student, args, it, n_photos, teacher_meta, amp, calibration):
     settings = {k: getattr(args, k) for k in ("s2d", "stem", "body", "blocks", "block", "up",
                                                "up_widths", "shuffle", "pixel_weight",
                                                "feature_weight", "gram_weight", "stability_weight", "block_weight",
+                                               "block_loss",
                                                "max_shift", "noise", "teacher_context", "size", "scale", "batch", "lr",
                                                "lr_min", "seed", "time_budget")}
     # the precision this run used (--amp auto resolves per machine; a resumed run may have used another)
@@ -227,7 +232,8 @@ def export(student, args, it, n_photos, teacher_meta, amp, calibration):
     if args.init_from:
         settings.update(init=args.init_from["file"])
     if phases:
-        settings.update(phase_spread_before=round(phases[0], 3), phase_spread_after=round(phases[1], 3))
+        settings.update(phase_spread_before=round(phases[0], 3), phase_spread_after=round(phases[1], 3),
+                        flat_phase_spread_before=round(phases[2], 3), flat_phase_spread_after=round(phases[3], 3))
     meta = {
         "format": "stylize", "format_version": "1", "architecture": "compact",
         "network": compact.spec_to_json(net.spec),
@@ -381,7 +387,7 @@ def distill(args):
             y2 = student(x2)[:, :, :size, :size].float()
         terms = loss_fn(y, t)
         terms["stability"] = stability_loss(y, y2, dy, dx)
-        terms["block"] = block_loss(y, t)
+        terms["block"] = block_loss(y, t, norm=args.block_loss)
         loss = (args.pixel_weight * terms["pixel"] + args.feature_weight * terms["feature"]
                 + args.gram_weight * terms["gram"] + args.stability_weight * terms["stability"]
                 + args.block_weight * terms["block"])

@@ -334,7 +334,7 @@ def shuffle_phase_means(net, images):
     return sums / max(1, len(images))
 
 
-def level_shuffle_phases(net, images):
+def level_shuffle_phases(net, images, flat_weight=0.5):
     """Give every sub-pixel phase of the pixel-shuffle output the same mean
     colour over `images`. Each phase is drawn by head channels of its own, so
     a student can learn a fixed checker of a few levels that its teacher
@@ -342,16 +342,25 @@ def level_shuffle_phases(net, images):
     starry_night_live at 3059 iterations, 6 levels on the Kodak images. The
     head has no activation after it, so shifting each phase's bias by its
     distance from the phases' average removes the pattern's mean exactly.
-    Returns the largest phase spread (levels) before and after."""
+    A flat frame (where instance norm leaves only the biases) can show a
+    different checker than photographs (mosaic_live: 4 levels in bf16 with
+    the photos levelled), so the target is the average of the photos' phase
+    means and a flat grey frame's, weighted `flat_weight`: at 0.5 each keeps
+    half the difference between the two, the least the larger can be.
+    Returns the largest phase spread (levels) before and after, on the
+    photos and on the flat frame: (photos before, photos after, flat before,
+    flat after)."""
     if net.shuffle <= 1:
-        return 0.0, 0.0
-    m = shuffle_phase_means(net, images)
+        return 0.0, 0.0, 0.0, 0.0
+    flat = [torch.full((3, 16 * net.shuffle, 16 * net.shuffle), 128.0)]
+    m, f = shuffle_phase_means(net, images), shuffle_phase_means(net, flat)
+    target = (1.0 - flat_weight) * m + flat_weight * f
     head = net._convs[-1]
     with torch.no_grad():
-        head.bias -= (m - m.mean(dim=1, keepdim=True)).reshape(-1).to(head.bias)
-    m2 = shuffle_phase_means(net, images)
+        head.bias -= (target - target.mean(dim=1, keepdim=True)).reshape(-1).to(head.bias)
+    m2, f2 = shuffle_phase_means(net, images), shuffle_phase_means(net, flat)
     spread = lambda t: float((t.max(dim=1).values - t.min(dim=1).values).max())  # noqa: E731
-    return spread(m), spread(m2)
+    return spread(m), spread(m2), spread(f), spread(f2)
 
 
 def random_compact(spec_shapes=None, seed=0, target_mean=128.0, target_std=55.0):
