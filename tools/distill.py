@@ -145,7 +145,7 @@ def build_parser():
     g.add_argument("--gram-weight", type=float, default=5.0, help=d)
     g.add_argument("--stability-weight", type=float, default=20.0, help=d)
     g.add_argument("--block-weight", type=float, default=0.0, help="weight of the 8x8 block-mean term "
-                   "(tones and colours: L1 between the block means of student and teacher) " + d)
+                   "(tones and colours: the distance, --block-loss, between the block means of student and teacher) " + d)
     g.add_argument("--block-loss", choices=("l1", "rms"), default="l1",
                    help="distance of the block-mean term: l1, or rms (root mean square, the same units; it "
                    "aims at the block-mean PSNR itself) " + d)
