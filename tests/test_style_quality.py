@@ -119,8 +119,26 @@ def test_stylized_is_closer_to_the_painting_than_the_photo(style_run):
     assert d > 1.2 * m["style_distance"]  # 0.95 vs 0.68 at 64 px
 
 
+def test_phase_mean_lines_the_shifts_up():
+    rng = np.random.default_rng(3)
+    img = rng.integers(0, 200, (35, 35, 3)).astype(np.uint8)
+    # a network that draws what it sees: every shift, shifted back, is the photo again
+    assert sq.phase_mean_mse(lambda x: x.astype(np.float64), img, img.astype(np.float64), 4) == (0, 0)
+
+    # one that also dots its stride grid (16 levels at every 4th pixel of every 4th row): the
+    # phase mean spreads the dots to 1 level everywhere, a pixel MSE of (15^2 + 15 * 1^2) / 16
+    # = 15 on the 32 x 32 region every shift covers, and the same 8x8 block means
+    def dotted(x):
+        out = x.astype(np.float64)
+        out[::4, ::4] += 16
+        return out
+    pixel, block = sq.phase_mean_mse(dotted, img, dotted(img), 4)
+    assert pixel == pytest.approx(15) and block == pytest.approx(0)
+
+
 def test_teacher_mode_against_itself(tmp_path, shared):
-    r = run_tool("--teacher", STYLE, "-m", STYLE, "--long-side", 48, "--threads", 1, "-o", tmp_path)
+    r = run_tool("--teacher", STYLE, "-m", STYLE, "--long-side", 48, "--threads", 1, "--phase-mean",
+                 "-o", tmp_path)
     assert r.returncode == 0, r.stderr
     res = json.loads((tmp_path / "teacher.json").read_text())
     assert res["psnr"] is None and res["block_psnr"] is None  # identical: infinite PSNR
@@ -129,6 +147,12 @@ def test_teacher_mode_against_itself(tmp_path, shared):
     # block means move less than pixels on a one-pixel shift
     assert res["teacher_consistency_psnr"] < res["teacher_block_consistency_psnr"] < 80
     assert "| starry_night | starry_night | inf | inf | 1.000 | 0.000 |" in r.stdout
+    # the mean over the 16 alignments to its stride-4 grid: not its output (the shifts redraw
+    # strokes, and at 48 px a 3-pixel shift moves the frame's edges far into it), tones nearer
+    assert res["teacher_stride"] == 4
+    assert 5 < res["teacher_phase_mean_psnr"] < 60
+    assert res["teacher_phase_mean_psnr"] < res["teacher_phase_mean_block_psnr"]
+    assert "the teacher's phase mean (4 x 4 shifts)" in r.stdout
 
 
 @pytest.mark.parametrize("args,msg", [

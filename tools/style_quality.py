@@ -51,8 +51,17 @@ layers and scales as above); plus the teacher's own consistency: the PSNR
 between its output for a photo and its output for the photo shifted right by
 one pixel, shifted back (the overlapping columns compared), in pixels and in
 8x8 block means (how far the teacher's own tones move on such a shift, the
-block-mean column's ceiling as the first is the PSNR's). PSNRs average
+block-mean column's counterpart as the first is the PSNR's). PSNRs average
 the per-image MSE (RGB, peak 255). Output: OUT/teacher.md, OUT/teacher.json.
+
+--phase-mean adds the teacher's phase mean: the mean of its outputs for the
+photo shifted by every (dx, dy) in [0, S)^2 (S: its total stride, the grid its
+strided convolutions lay on the photo), each shifted back, against its output
+for the photo itself, in pixels and block means (the region every shift
+covers). A twin that drew the same picture whatever a photo's alignment to
+that grid could at best hope for about this; a twin with the teacher's stride
+can do better by learning how the teacher's output depends on the alignment.
+It costs S*S - 1 more teacher runs per image.
 
     tools/style_quality.py -m models/starry_night.safetensors -m models/mosaic.safetensors
     tools/style_quality.py --teacher models/starry_night.safetensors \\
@@ -403,6 +412,27 @@ def shift_right(img):
     return out
 
 
+def shift_by(img, dx, dy):
+    """The photo moved dx pixels right and dy down (its first column and row repeated)."""
+    h, w = img.shape[:2]
+    return np.pad(img, ((dy, 0), (dx, 0), (0, 0)), mode="edge")[:h, :w]
+
+
+def phase_mean_mse(stylize, img, reference, stride):
+    """(pixel MSE, block-mean MSE) between the mean of stylize(img shifted by every (dx, dy) in
+    [0, stride)^2), each shifted back, and reference (= stylize(img)), on the region every shift
+    covers: the photo less stride - 1 columns and rows at its right and bottom."""
+    h, w = img.shape[0] - (stride - 1), img.shape[1] - (stride - 1)
+    total = np.zeros((h, w, 3), np.float64)
+    for dy in range(stride):
+        for dx in range(stride):
+            out = reference if dx == dy == 0 else stylize(shift_by(img, dx, dy))
+            # output pixel (y + dy, x + dx) of the shifted photo is pixel (y, x) of the photo's
+            total += out[dy:dy + h, dx:dx + w]
+    mean, ref = total / stride ** 2, reference[:h, :w]
+    return mse(mean, ref), mse(block_means(mean), block_means(ref))
+
+
 def teacher_mode(args):
     if len(args.model) != 1:
         raise QualityError("--teacher takes exactly one --model (the student)")
@@ -411,8 +441,8 @@ def teacher_mode(args):
         if not p.is_file():
             raise QualityError("model %s not found" % p)
     engine = Engine(args.threads, args.precision)
-    for p in (teacher, student):
-        engine.info(p)
+    stride = int(engine.info(teacher).get("total_stride", 4))
+    engine.info(student)
     vgg = Vgg(args.threads)
     long_side = args.long_side or 512
     rows = {}
@@ -430,6 +460,9 @@ def teacher_mode(args):
                 # output column x of the shifted photo is column x-1 of the original's
                 "teacher_shift_mse": mse(ts[:, 1:], t[:, :-1]),
                 "teacher_shift_block_mse": mse(block_means(ts[:, 1:]), block_means(t[:, :-1]))}
+            if args.phase_mean:
+                pm, pbm = phase_mean_mse(lambda x: engine.stylize(teacher, x, tmp), img, t, stride)
+                rows[path.stem].update(teacher_phase_mean_mse=pm, teacher_phase_mean_block_mse=pbm)
             print("%s: %s done" % (PROG, path.stem), file=sys.stderr, flush=True)
     mean = {k: float(np.mean([r[k] for r in rows.values()])) for k in next(iter(rows.values()))}
     res = {"teacher": str(teacher), "student": str(student), "long_side": long_side,
@@ -440,6 +473,10 @@ def teacher_mode(args):
            "teacher_consistency_psnr": psnr_of_mse(mean["teacher_shift_mse"]),
            "teacher_block_consistency_psnr": psnr_of_mse(mean["teacher_shift_block_mse"]),
            "per_image": rows}
+    if args.phase_mean:
+        res.update(teacher_stride=stride,
+                   teacher_phase_mean_psnr=psnr_of_mse(mean["teacher_phase_mean_mse"]),
+                   teacher_phase_mean_block_psnr=psnr_of_mse(mean["teacher_phase_mean_block_mse"]))
     work = Path(args.output)
     work.mkdir(parents=True, exist_ok=True)
     # identical outputs have an infinite PSNR: null in the JSON, "inf" in the table
@@ -452,6 +489,10 @@ def teacher_mode(args):
                  teacher.stem, student.stem, res["psnr"], res["block_psnr"], res["ssim"],
                  res["gram_distance"], res["gram_loss"], res["teacher_consistency_psnr"],
                  res["teacher_block_consistency_psnr"]))
+    if args.phase_mean:
+        table += ("\nthe teacher's phase mean (%d x %d shifts) against its output: %.2f dB, "
+                  "block means %.2f dB\n" % (stride, stride, res["teacher_phase_mean_psnr"],
+                                             res["teacher_phase_mean_block_psnr"]))
     (work / "teacher.md").write_text(table)
     print(table, end="")
 
@@ -466,6 +507,8 @@ def main(argv=None):
                     help="model .safetensors (repeatable; the student with --teacher)")
     ap.add_argument("--teacher", metavar="T.safetensors",
                     help="teacher mode: measure --model's fidelity to this model")
+    ap.add_argument("--phase-mean", action="store_true",
+                    help="with --teacher: also the teacher's phase mean (see below)")
     ap.add_argument("--style-image", action="append", default=[], metavar="STYLE=PATH",
                     help="the painting of a style (model file stem or metadata style name)")
     ap.add_argument("--style-size", type=int, default=0,
