@@ -224,9 +224,15 @@ def test_warm_start_is_recorded_through_resumes(tmp_path, vgg_dir):
     first = tmp_path / "first.safetensors"
     assert distill.main(args(first, "ck1") + ["--iterations", "1"]) == 0
     second = tmp_path / "second.safetensors"
-    assert distill.main(args(second, "ck2") + ["--iterations", "1", "--init", str(first)]) == 0
-    assert distill.main(args(second, "ck2") + ["--iterations", "2", "--resume"]) == 0
+    assert distill.main(args(second, "ck2") + ["--iterations", "1", "--init", str(first), "--keep-exports"]) == 0
+    assert distill.main(args(second, "ck2") + ["--iterations", "2", "--resume", "--keep-exports"]) == 0
     _, meta = stylize_safetensors.read(second)
+    # --keep-exports: every checkpoint's export stays, the last one the output itself
+    kept = sorted(p.name for p in (tmp_path / "ck2" / "exports").iterdir())
+    assert kept == ["second.it1.safetensors", "second.it2.safetensors"]
+    assert (tmp_path / "ck2" / "exports" / kept[1]).read_bytes() == second.read_bytes()
+    assert json.loads(stylize_safetensors.read(tmp_path / "ck2" / "exports" / kept[0])[1]["training"])[
+        "iterations"] == 1
     _, first_meta = stylize_safetensors.read(first)
     assert json.loads(meta["training"])["init"] == "first.safetensors"
     assert meta["source"].endswith("2 iterations, warm-started (--init) from first.safetensors (%s)"

@@ -34,6 +34,7 @@ import csv
 import json
 import math
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -182,6 +183,10 @@ def build_parser():
     g.add_argument("--checkpoint-dir", help="(default: build/distill/<name>)")
     g.add_argument("--checkpoint-every", type=int, default=500, help=d)
     g.add_argument("--log-every", type=int, default=25, help=d)
+    g.add_argument("--keep-exports", action="store_true",
+                   help="also keep every checkpoint's export, as CHECKPOINT_DIR/exports/"
+                        "<output stem>.it<N>.safetensors (to compare steps or average the last few "
+                        "with tools/average_models.py)")
     g.add_argument("--resume", action="store_true", help="continue from CHECKPOINT_DIR/latest.pt")
     g.add_argument("--init", metavar="MODEL", help="start from the weights of a compact model file with "
                    "the same layout (e.g. a twin distilled from another teacher of the same style)")
@@ -358,6 +363,9 @@ def distill(args):
                                         "init_from": args.init_from})}, str(tmp))
         os.replace(tmp, ckdir / "latest.pt")
         export(student, args, it, len(paths), teacher_meta, amp, calibration)
+        if args.keep_exports:
+            (ckdir / "exports").mkdir(exist_ok=True)
+            shutil.copyfile(args.output, ckdir / "exports" / ("%s.it%d.safetensors" % (Path(args.output).stem, it)))
 
     t_start = time.time()
     t_int = t_start
