@@ -158,6 +158,7 @@ def test_teacher_mode_against_itself(tmp_path, shared):
 @pytest.mark.parametrize("args,msg", [
     (["-m", "nope.safetensors", "--no-flicker"], "nope.safetensors not found"),
     (["--teacher", STYLE, "-m", STYLE, "-m", STYLE], "exactly one --model"),
+    (["-m", STYLE, "--phase-mean"], "--phase-mean is the teacher's"),
     (["-m", STYLE, "--style-image", "starry_night"], "expected STYLE=PATH"),
     ([], "no model"),
 ])

@@ -532,6 +532,8 @@ def main(argv=None):
     try:
         if not args.model:
             raise QualityError("no model: give -m MODEL")
+        if args.phase_mean and not args.teacher:
+            raise QualityError("--phase-mean is the teacher's: give --teacher T")
         if args.teacher:
             teacher_mode(args)
         else:
