@@ -64,10 +64,12 @@ def test_ssim():
     assert 1 > values[0] > values[1] > values[2] > 0
 
 
-def test_shift_right():
-    img = np.arange(2 * 4 * 3, dtype=np.uint8).reshape(2, 4, 3)
-    s = sq.shift_right(img)
+def test_shift_by():
+    img = np.arange(3 * 4 * 3, dtype=np.uint8).reshape(3, 4, 3)
+    s = sq.shift_by(img, 1, 0)
     assert np.array_equal(s[:, 1:], img[:, :-1]) and np.array_equal(s[:, 0], img[:, 0])
+    s = sq.shift_by(img, 1, 2)
+    assert np.array_equal(s[2:, 1:], img[:-2, :-1]) and np.array_equal(s[0], s[2])
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +125,17 @@ def test_phase_mean_lines_the_shifts_up():
     rng = np.random.default_rng(3)
     img = rng.integers(0, 200, (35, 35, 3)).astype(np.uint8)
     # a network that draws what it sees: every shift, shifted back, is the photo again
-    assert sq.phase_mean_mse(lambda x: x.astype(np.float64), img, img.astype(np.float64), 4) == (0, 0)
+    calls = []
+
+    def same(x):
+        calls.append(1)
+        return x.astype(np.float64)
+    assert sq.phase_mean_mse(same, img, 4, {(0, 0): img.astype(np.float64)}) == (0, 0)
+    assert len(calls) == 15  # the reference is not drawn again
+    # an output at hand (the one-pixel shift's) is not drawn again either
+    assert sq.phase_mean_mse(same, img, 4, {(0, 0): img.astype(np.float64),
+                                             (1, 0): same(sq.shift_by(img, 1, 0))}) == (0, 0)
+    assert len(calls) == 15 + 1 + 14
 
     # one that also dots its stride grid (16 levels at every 4th pixel of every 4th row): the
     # phase mean spreads the dots to 1 level everywhere, a pixel MSE of (15^2 + 15 * 1^2) / 16
@@ -132,7 +144,7 @@ def test_phase_mean_lines_the_shifts_up():
         out = x.astype(np.float64)
         out[::4, ::4] += 16
         return out
-    pixel, block = sq.phase_mean_mse(dotted, img, dotted(img), 4)
+    pixel, block = sq.phase_mean_mse(dotted, img, 4, {(0, 0): dotted(img)})
     assert pixel == pytest.approx(15) and block == pytest.approx(0)
 
 

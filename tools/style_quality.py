@@ -404,29 +404,23 @@ def ssim(a, b):
                                        use_sample_covariance=False))
 
 
-def shift_right(img):
-    """The photo moved one pixel right (its first column repeated)."""
-    out = np.empty_like(img)
-    out[:, 1:] = img[:, :-1]
-    out[:, 0] = img[:, 0]
-    return out
-
-
 def shift_by(img, dx, dy):
     """The photo moved dx pixels right and dy down (its first column and row repeated)."""
     h, w = img.shape[:2]
     return np.pad(img, ((dy, 0), (dx, 0), (0, 0)), mode="edge")[:h, :w]
 
 
-def phase_mean_mse(stylize, img, reference, stride):
+def phase_mean_mse(stylize, img, stride, known):
     """(pixel MSE, block-mean MSE) between the mean of stylize(img shifted by every (dx, dy) in
-    [0, stride)^2), each shifted back, and reference (= stylize(img)), on the region every shift
-    covers: the photo less stride - 1 columns and rows at its right and bottom."""
+    [0, stride)^2), each shifted back, and the reference known[(0, 0)] (= stylize(img)), on the
+    region every shift covers: the photo less stride - 1 columns and rows at its right and bottom.
+    known: the outputs already at hand, {(dx, dy): stylize(shift_by(img, dx, dy))}."""
+    reference = known[(0, 0)]
     h, w = img.shape[0] - (stride - 1), img.shape[1] - (stride - 1)
     total = np.zeros((h, w, 3), np.float64)
     for dy in range(stride):
         for dx in range(stride):
-            out = reference if dx == dy == 0 else stylize(shift_by(img, dx, dy))
+            out = known[(dx, dy)] if (dx, dy) in known else stylize(shift_by(img, dx, dy))
             # output pixel (y + dy, x + dx) of the shifted photo is pixel (y, x) of the photo's
             total += out[dy:dy + h, dx:dx + w]
     mean, ref = total / stride ** 2, reference[:h, :w]
@@ -441,7 +435,7 @@ def teacher_mode(args):
         if not p.is_file():
             raise QualityError("model %s not found" % p)
     engine = Engine(args.threads, args.precision)
-    stride = int(engine.info(teacher).get("total_stride", 4))
+    stride = int(engine.info(teacher)["total_stride"])
     engine.info(student)
     vgg = Vgg(args.threads)
     long_side = args.long_side or 512
@@ -452,7 +446,7 @@ def teacher_mode(args):
             img = load_photo(path, long_side)
             t = engine.stylize(teacher, img, tmp)
             s = engine.stylize(student, img, tmp)
-            ts = engine.stylize(teacher, shift_right(img), tmp)
+            ts = engine.stylize(teacher, shift_by(img, 1, 0), tmp)
             per_key, gd = gram_distance(vgg.grams(s), vgg.grams(t))
             rows[path.stem] = {
                 "mse": mse(s, t), "block_mse": mse(block_means(s), block_means(t)),
@@ -461,7 +455,8 @@ def teacher_mode(args):
                 "teacher_shift_mse": mse(ts[:, 1:], t[:, :-1]),
                 "teacher_shift_block_mse": mse(block_means(ts[:, 1:]), block_means(t[:, :-1]))}
             if args.phase_mean:
-                pm, pbm = phase_mean_mse(lambda x: engine.stylize(teacher, x, tmp), img, t, stride)
+                pm, pbm = phase_mean_mse(lambda x: engine.stylize(teacher, x, tmp), img, stride,
+                                          {(0, 0): t, (1, 0): ts})
                 rows[path.stem].update(teacher_phase_mean_mse=pm, teacher_phase_mean_block_mse=pbm)
             print("%s: %s done" % (PROG, path.stem), file=sys.stderr, flush=True)
     mean = {k: float(np.mean([r[k] for r in rows.values()])) for k in next(iter(rows.values()))}
