@@ -61,7 +61,8 @@ for the photo itself, in pixels and block means (the region every shift
 covers). A twin that drew the same picture whatever a photo's alignment to
 that grid could at best hope for about this; a twin with the teacher's stride
 can do better by learning how the teacher's output depends on the alignment.
-It costs S*S - 1 more teacher runs per image.
+It costs S*S - 2 more teacher runs per image (the photo's own output and
+the one-pixel shift's are at hand).
 
     tools/style_quality.py -m models/starry_night.safetensors -m models/mosaic.safetensors
     tools/style_quality.py --teacher models/starry_night.safetensors \\
