@@ -55,30 +55,47 @@ typedef struct input_job {
     const sty_tens *t;
 } input_job;
 
-/* One storage row of the space-to-depth tensor, a channel at a time: the
- * source column of channel (c, dy, dx) at interior column x is S*(x-b)+dx,
- * reflected only near the edges; padded channels are written as zeros. */
-INLINE void input_row(const input_job *j, int row, const int bf)
+/* One storage row of the space-to-depth tensor. Channel (c, dy, dx) at
+ * interior column x reads source column S*(x-b)+dx of source row
+ * S*ys+dy. Interior columns whose S source pixels all lie in the frame go
+ * pixel by pixel through every channel (their stores are adjacent); the
+ * few others reflect, a channel at a time. Padded channels are zeros. */
+#define INPUT_MAX_CH 48 /* 3 * 4 * 4: space_to_depth is at most 4 */
+INLINE void input_row(const input_job *j, int row, const int S, const int bf)
 {
     const sty_tens *t = j->t;
-    const int S = j->S, ss = S * S, W = t->W, cb = t->cb, b = j->b;
+    const int ss = S * S, nreal = 3 * ss, W = t->W, cb = t->cb, b = j->b;
     const int ys = sty_reflect(row - b, j->hs);
+    size_t base[INPUT_MAX_CH];
+    const float *src[INPUT_MAX_CH]; /* channel ch's source row, at its (dx, c) offset */
     for (int ch = 0; ch < t->Cp; ch++) {
-        const size_t base = ((size_t)(ch / cb) * t->H + (size_t)row) * W * cb + (size_t)(ch % cb);
-        if (ch >= 3 * ss) {
+        const size_t o = ((size_t)(ch / cb) * t->H + (size_t)row) * W * cb + (size_t)(ch % cb);
+        if (ch >= nreal) {
             for (int x = 0; x < W; x++)
-                st(t->p, base + (size_t)x * cb, 0.0f, bf);
+                st(t->p, o + (size_t)x * cb, 0.0f, bf);
             continue;
         }
+        base[ch] = o;
         const int c = ch / ss, dy = ch % ss / S, dx = ch % S;
-        const float *src = j->in + (size_t)sty_reflect((long)S * ys + dy, j->h) * j->w * 3 + c;
-        int x1 = b + j->ws; /* [b, x1): interior columns whose source lies in the frame */
-        while (x1 > b && S * (x1 - 1 - b) + dx >= j->w)
-            x1--;
-        for (int x = 0; x < W; x++) {
-            const int sx = x >= b && x < x1 ? S * (x - b) + dx
-                                            : sty_reflect((long)S * sty_reflect(x - b, j->ws) + dx, j->w);
-            st(t->p, base + (size_t)x * cb, src[(size_t)sx * 3], bf);
+        src[ch] = j->in + (size_t)sty_reflect((long)S * ys + dy, j->h) * j->w * 3 + (size_t)dx * 3 + c;
+    }
+    int x1 = b + j->ws; /* [b, x1): interior columns whose S source pixels lie in the frame */
+    while (x1 > b && S * (x1 - b) > j->w)
+        x1--;
+    for (int x = b; x < x1; x++) {
+        const size_t sx = (size_t)S * (x - b) * 3;
+        for (int ch = 0; ch < nreal; ch++)
+            st(t->p, base[ch] + (size_t)x * cb, src[ch][sx], bf);
+    }
+    for (int x = 0; x < W; x++) { /* the rest, [0, b) and [x1, W): reflected */
+        if (x == b)
+            x = x1;
+        if (x >= W)
+            break;
+        for (int ch = 0; ch < nreal; ch++) {
+            const int dx = ch % S;
+            const long sx = sty_reflect((long)S * sty_reflect(x - b, j->ws) + dx, j->w);
+            st(t->p, base[ch] + (size_t)x * cb, src[ch][(sx - dx) * 3], bf); /* src[ch] is at column dx */
         }
     }
 }
@@ -87,10 +104,13 @@ MULTIVERSION
 static void input_task(void *arg, int row)
 {
     const input_job *j = arg;
-    if (j->t->bf16)
-        input_row(j, row, 1);
-    else
-        input_row(j, row, 0);
+    const int bf = j->t->bf16;
+    switch (j->S) { /* constant strides: the interior loop unrolls */
+    case 1: bf ? input_row(j, row, 1, 1) : input_row(j, row, 1, 0); break;
+    case 2: bf ? input_row(j, row, 2, 1) : input_row(j, row, 2, 0); break;
+    case 4: bf ? input_row(j, row, 4, 1) : input_row(j, row, 4, 0); break;
+    default: bf ? input_row(j, row, j->S, 1) : input_row(j, row, j->S, 0); break;
+    }
 }
 
 void sty_k_input(const sty_kern_ctx *k, const float *in, int h, int w, int S, const sty_tens *t, int b)
