@@ -312,6 +312,26 @@ def test_teacher_context_widens_only_the_teachers_view(tmp_path, vgg_dir, monkey
     assert "--teacher-context" in capsys.readouterr().err
 
 
+def test_average_models_writes_a_shared_warm_start_once():
+    """Exports of one run share their warm start's whole history: the soup's
+    source names it once, so a soup of soups does not grow fivefold a
+    generation; sources with nothing shared are kept whole."""
+    import average_models
+    start = ", warm-started (--init) from s.safetensors (weight average of x (run 1), y (run 2))"
+    heads, tail = average_models.shared_warm_start(["distilled, 3400 iterations" + start,
+                                                    "distilled, 3500 iterations" + start])
+    assert heads == ["distilled, 3400 iterations", "distilled, 3500 iterations"] and tail == start
+    assert average_models.shared_warm_start(["run a", "run b"]) == (["run a", "run b"], "")
+    assert average_models.shared_warm_start(["only" + start]) == (["only" + start], "")
+    # the common end of different warm starts is not mistaken for a shared one
+    heads, tail = average_models.shared_warm_start(["a, warm-started (--init) from p (q)",
+                                                    "b, warm-started (--init) from r (q)"])
+    assert tail == "" and heads[1].startswith("b, warm")
+    heads, tail = average_models.shared_warm_start(["a, warm-started (--init) from p (z" + start + ")",
+                                                    "b, warm-started (--init) from r (z" + start + ")"])
+    assert tail == "" and heads[0].endswith(start + ")")  # never a tail that splits a parenthesis
+
+
 def test_average_models_is_the_weighted_mean_and_refuses_other_layouts(tmp_path):
     """tools/average_models.py: the weighted mean of each tensor (stored in
     fp16 like its inputs), metadata naming every member with its weight and

@@ -64,8 +64,9 @@ def average(paths, weights):
     mean = {k: sum(w * t[k].astype(np.float32) for w, (t, _) in zip(weights, members)) for k in t0}
 
     parts, runs = [], []
-    for p, w, (_, m) in zip(paths, weights, members):
-        parts.append("%s (weight %g: %s)" % (Path(p).name, w, m.get("source", "no source recorded")))
+    heads, tail = shared_warm_start([m.get("source", "no source recorded") for _, m in members])
+    for p, w, head, (_, m) in zip(paths, weights, heads, members):
+        parts.append("%s (weight %g: %s)" % (Path(p).name, w, head))
         try:
             training = json.loads(m.get("training", "{}"))
         except ValueError:
@@ -73,13 +74,38 @@ def average(paths, weights):
         runs.append({"file": Path(p).name, "sha256": stylize_safetensors.file_sha256(p), "weight": w,
                      "training": training})
     meta = dict(m0)
-    meta["source"] = "weight average (tools/average_models.py) of " + "; ".join(parts)
+    meta["source"] = "weight average (tools/average_models.py) of " + "; ".join(parts) + \
+        ("; each" + tail[1:] if tail else "")  # "; each warm-started (--init) from ..."
     meta["averaged_by"] = "tools/average_models.py"
     longest = max((r["training"].get("iterations", 0) for r in runs if isinstance(r["training"], dict)),
                   default=0)
     meta["training"] = json.dumps({"iterations": longest, "average_of": runs}, sort_keys=True,
                                   separators=(",", ":"))
     return mean, meta
+
+
+WARM_START = ", warm-started (--init) from "
+
+
+def shared_warm_start(sources):
+    """Split the members' sources into what differs (their own runs) and the
+    warm start they all share, so that it is written once: exports of one
+    run share their whole history, and a soup of soups would otherwise grow
+    by the number of members at every generation. Returns (heads, tail);
+    tail is "" when there is nothing shared."""
+    if len(sources) < 2:
+        return sources, ""
+    n = 0
+    while n < min(map(len, sources)) and len({s[len(s) - n - 1] for s in sources}) == 1:
+        n += 1
+    common = sources[0][len(sources[0]) - n:] if n else ""
+    cut = common.find(WARM_START)
+    while cut >= 0 and common[cut:].count("(") != common[cut:].count(")"):
+        cut = common.find(WARM_START, cut + 1)  # one nested in different warm starts: not shared whole
+    if cut < 0:
+        return sources, ""
+    tail = common[cut:]
+    return [s[:len(s) - len(tail)] for s in sources], tail
 
 
 def main(argv=None):
