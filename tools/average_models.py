@@ -14,7 +14,8 @@ Every input must have the same tensors (names and shapes), the same
 architecture and network description, and, for distilled models, the same
 teacher (by sha256). The mean is taken in float32 and stored in the first
 file's dtype; the metadata is the first file's, with a `source` naming every
-member and its weight, and `training` holding each member's settings.
+member and its weight (the warm start all members share written once), and
+`training` holding each member's settings.
 """
 import argparse
 import json
@@ -84,7 +85,7 @@ def average(paths, weights):
     return mean, meta
 
 
-WARM_START = ", warm-started (--init) from "
+WARM_START = ", warm-started (--init) from "  # as tools/distill.py's init_note writes it
 
 
 def shared_warm_start(sources):
