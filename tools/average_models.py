@@ -19,6 +19,7 @@ member and its weight (the warm start all members share written once), and
 """
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -96,10 +97,7 @@ def shared_warm_start(sources):
     tail is "" when there is nothing shared."""
     if len(sources) < 2:
         return sources, ""
-    n = 0
-    while n < min(map(len, sources)) and len({s[len(s) - n - 1] for s in sources}) == 1:
-        n += 1
-    common = sources[0][len(sources[0]) - n:] if n else ""
+    common = os.path.commonprefix([s[::-1] for s in sources])[::-1]  # their common end
     cut = common.find(WARM_START)
     while cut >= 0 and common[cut:].count("(") != common[cut:].count(")"):
         cut = common.find(WARM_START, cut + 1)  # one nested in different warm starts: not shared whole
