@@ -41,7 +41,13 @@
  * the thumbnail pass and the tiles round alike. STY_NORM_SELF (full, patch,
  * the thumbnail): convolution, then statistics over the interior
  * (sty_k_stats: one pass of shifted sums in double), then normalization,
- * ReLU and the skip in one pass.
+ * ReLU and the skip in one pass. Tried and dropped (2026-12-02, Zen 4,
+ * bf16, mosaic_live at 1280x720): that pass and the depthwise 3x3
+ * convolution reading its result as one sweep of this backend's own (a
+ * ring of normalized rows, fp32 sums in AVX-512 registers) took 1.8-2.1 ms
+ * per layer against 1.45 for the pass plus oneDNN's depthwise kernel, and
+ * the 1x1 convolution after it slowed by a quarter (its input no longer
+ * where oneDNN's threads had left it in cache): about 10% slower in all.
  *
  * Rounding noise. Instance norm divides by sqrt(var + 1e-5): on a
  * (nearly) uniform map it multiplies deviations by up to 316, layer after
