@@ -61,6 +61,20 @@ typedef struct input_job {
  * pixel by pixel through every channel (their stores are adjacent); the
  * few others reflect, a channel at a time. Padded channels are zeros. */
 #define INPUT_MAX_CH 48 /* 3 * 4 * 4: space_to_depth is at most 4 */
+
+/* Storage column x outside the interior run: its source column reflected
+ * twice (into the map, then into the frame), worked out once per dx. */
+INLINE void input_col(const input_job *j, int x, const size_t *base, const float *const *src, const int S, const int bf)
+{
+    const sty_tens *t = j->t;
+    const long xs = (long)S * sty_reflect(x - j->b, j->ws);
+    long off[4]; /* per dx: the source pixel's offset from src[ch], which sits at column dx */
+    for (int dx = 0; dx < S; dx++)
+        off[dx] = 3 * (sty_reflect(xs + dx, j->w) - dx);
+    for (int ch = 0; ch < 3 * S * S; ch++)
+        st(t->p, base[ch] + (size_t)x * t->cb, src[ch][off[ch % S]], bf);
+}
+
 INLINE void input_row(const input_job *j, int row, const int S, const int bf)
 {
     const sty_tens *t = j->t;
@@ -87,17 +101,10 @@ INLINE void input_row(const input_job *j, int row, const int S, const int bf)
         for (int ch = 0; ch < nreal; ch++)
             st(t->p, base[ch] + (size_t)x * cb, src[ch][sx], bf);
     }
-    for (int x = 0; x < W; x++) { /* the rest, [0, b) and [x1, W): reflected */
-        if (x == b)
-            x = x1;
-        if (x >= W)
-            break;
-        for (int ch = 0; ch < nreal; ch++) {
-            const int dx = ch % S;
-            const long sx = sty_reflect((long)S * sty_reflect(x - b, j->ws) + dx, j->w);
-            st(t->p, base[ch] + (size_t)x * cb, src[ch][(sx - dx) * 3], bf); /* src[ch] is at column dx */
-        }
-    }
+    for (int x = 0; x < b; x++) /* the rest, [0, b) and [x1, W): reflected */
+        input_col(j, x, base, src, S, bf);
+    for (int x = x1; x < W; x++)
+        input_col(j, x, base, src, S, bf);
 }
 
 MULTIVERSION
