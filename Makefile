@@ -16,7 +16,7 @@ config.mk:
 	./configure
 
 help:
-	@echo "make            build libstylize, stylize-image and ffmpeg/ffprobe/ffplay with the filter"
+	@echo "make            build libstylize, stylize-image, stylize-bench and ffmpeg/ffprobe/ffplay with the filter"
 	@echo "make deps       install the build and test dependencies (Debian/Ubuntu, needs root)"
 	@echo "make demo       stylize a sample video and image with a model (see README)"
 	@echo "make check      run every test (reference vs PyTorch, TIN, sanitizers, ffmpeg)"

@@ -10,6 +10,9 @@ BENCH_ARGS ?=
 .PHONY: bench-tools bench bench-live
 bench-tools: $(STYLIZE_BENCH)
 
+# built by `make` too, so a stylize-bench run by hand is never older than the library
+all: bench-tools
+
 $(STYLIZE_BENCH): core/cli/stylize_bench.c $(LIBSTYLIZE_A) | $(BUILD)/bin
 	$(CC) $(CORE_CFLAGS) $< -o $@ $(LIBSTYLIZE_A) $(CORE_LIBS)
 
