@@ -118,9 +118,11 @@ void sty_k_store(const sty_kern_ctx *k, const sty_tens *t, int b, float *act);
 void sty_k_apply(const sty_kern_ctx *k, const sty_tens *t, int b, const float *scale, const float *shift, int relu,
                  const sty_tens *skip, int bskip, int side_mode);
 /* Depth-to-space of the sub-pixel deconvolution: y holds 4*C channels
- * ordered (row phase, column phase, c); pixel (i, j) phase (pr, pc) goes to
- * dst pixel (2i + off + pr, 2j + off + pc). Rows/columns falling outside dst are dropped. */
-void sty_k_shuffle(const sty_kern_ctx *k, const sty_tens *y, const sty_tens *dst, int off);
+ * ordered (row phase, column phase, c), or, when phase_bytes > 0, y is the
+ * first of 4 tensors of C channels phase_bytes apart (same order); pixel
+ * (i, j) phase (pr, pc) goes to dst pixel (2i + off + pr, 2j + off + pc).
+ * Rows/columns falling outside dst are dropped. */
+void sty_k_shuffle(const sty_kern_ctx *k, const sty_tens *y, size_t phase_bytes, const sty_tens *dst, int off);
 /* The final conv's second half: out[y][x][c] = bias[c] + sum_kx t(y, x + kx, c * kw + kx)
  * for y < out_h, x < out_w (t is fp32 with 3 * kw channels). */
 void sty_k_final(const sty_kern_ctx *k, const sty_tens *t, int kw, const float *bias, float *out, int out_h,

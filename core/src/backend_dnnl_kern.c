@@ -480,6 +480,7 @@ void sty_k_apply(const sty_kern_ctx *k, const sty_tens *t, int b, const float *s
 
 typedef struct shuffle_job {
     const sty_tens *y, *d;
+    size_t phase_bytes;
     int off, C;
 } shuffle_job;
 
@@ -504,7 +505,7 @@ static void shuffle_task(void *arg, int task)
         if (rr < 0 || rr >= d->H)
             continue;
         for (int pc = 0; pc < 2; pc++) {
-            const int sc0 = (pr * 2 + pc) * j->C + c0;
+            const int ph = pr * 2 + pc, sc0 = j->phase_bytes ? c0 : ph * j->C + c0;
             int jx0 = 0, jx1 = y->W;
             while (2 * jx0 + j->off + pc < 0)
                 jx0++;
@@ -513,7 +514,8 @@ static void shuffle_task(void *arg, int task)
             if (jx1 <= jx0)
                 continue;
             char *dp = (char *)d->p + pix_offset(d, c0, rr, 2 * jx0 + j->off + pc) * esz;
-            const char *sp = (const char *)y->p + pix_offset(y, sc0, i, jx0) * esz;
+            const char *ybase = (const char *)y->p + (j->phase_bytes ? ph * j->phase_bytes : 0);
+            const char *sp = ybase + pix_offset(y, sc0, i, jx0) * esz;
             const size_t ds = 2 * (size_t)d->cb * esz, ss = (size_t)y->cb * esz, bytes = (size_t)nc * esz;
             const int n = jx1 - jx0;
             if (sc0 % y->cb + nc <= y->cb) { /* the run of channels is contiguous in y */
@@ -528,16 +530,16 @@ static void shuffle_task(void *arg, int task)
                 for (int jx = jx0; jx < jx1; jx++) {
                     char *q = (char *)d->p + pix_offset(d, c0, rr, 2 * jx + j->off + pc) * esz;
                     for (int c = 0; c < nc; c++)
-                        memcpy(q + (size_t)c * esz, (const char *)y->p + pix_offset(y, sc0 + c, i, jx) * esz, esz);
+                        memcpy(q + (size_t)c * esz, ybase + pix_offset(y, sc0 + c, i, jx) * esz, esz);
                 }
             }
         }
     }
 }
 
-void sty_k_shuffle(const sty_kern_ctx *k, const sty_tens *y, const sty_tens *dst, int off)
+void sty_k_shuffle(const sty_kern_ctx *k, const sty_tens *y, size_t phase_bytes, const sty_tens *dst, int off)
 {
-    shuffle_job j = {y, dst, off, dst->C};
+    shuffle_job j = {y, dst, phase_bytes, off, dst->C};
     sty_dnnl_parallel(k->api, k->threads, y->H * (dst->Cp / dst->cb), shuffle_task, &j);
 }
 
