@@ -20,7 +20,8 @@
  *    the output channels over the edge-replicated input, then a
  *    depth-to-space (sty_k_shuffle): 4/9 of the multiply-adds, and the
  *    upsampled input is never stored. A grouped one: four 2x2 convolutions,
- *    one per output phase.
+ *    one per output phase; a 1x1 conv after it runs on each phase as well,
+ *    and the depth-to-space follows that conv (xl_geometry: defer).
  *  - the last conv (C -> 3, k x k): a k x 1 convolution C -> 3k (one
  *    output per colour and horizontal tap), then a horizontal sum
  *    (sty_k_final) writing the caller's fp32 output block. A 3-output
@@ -109,6 +110,10 @@ typedef struct xlayer {
     int split;     /* X_SUBPIX of a grouped conv: the 4 phases run as 4 convolutions of cout outputs (a
                     * grouped convolution orders its outputs by group, not by phase), whose outputs lie
                     * one after another in the temporary */
+    int defer;     /* split X_SUBPIX whose phases the next layer (phase_in) reads: no depth-to-space here */
+    int phase_in;  /* a 1x1 conv after a deferred sub-pixel layer: it runs on each of the 4 phases (a 1x1
+                    * conv commutes with the depth-to-space), writes 4 phases to its temporary, and the
+                    * depth-to-space of its narrower output follows */
     int bin, bout; /* border of the tensor the convolution reads / of the output tensor */
     int bsrc;      /* border of the layer's source tensor (bin, except for X_UPSAMPLE) */
     int bout_mode;
@@ -303,6 +308,19 @@ static int xl_geometry(const sty_model *m, xlayer *xl)
         }
         X->bin = c->k / 2;
     }
+    /* Defer a grouped sub-pixel layer's depth-to-space past the 1x1 conv
+     * after it (the live layout's up1.dw, up1.pw: 64 -> 32 channels), so
+     * that it moves half the data. Its own output must need nothing but a
+     * per-element post-op (no norm, no skip). */
+    for (int li = 0; li + 1 < m->n_layers; li++) {
+        const sty_layer *L = &m->layers[li], *NL = &m->layers[li + 1];
+        xlayer *X = &xl[li], *N = &xl[li + 1];
+        if (X->kind == X_SUBPIX && X->split && L->norm < 0 && !L->add_skip && N->kind == X_CONV && N->kh == 1 &&
+            N->kw == 1 && N->stride == 1 && N->groups == 1 && !NL->save_skip && !NL->add_skip) {
+            X->defer = 1;
+            N->phase_in = 1;
+        }
+    }
     /* Borders. A layer's output carries its consumer's border, so each
      * convolution runs over the stored extent. A stride-1 1x1 convolution
      * reads a source whose border equals its output's (oneDNN's 1x1 kernels
@@ -484,6 +502,8 @@ static int plan_geometry(const sty_model *m, const xlayer *xl, int bf16, int cb,
         int busy[4] = {p->slot[cur], skip >= 0 ? p->slot[skip] : -1, -1, -1}, nb = 2;
         if (X->kind == X_SUBPIX) { /* split: one phase's tensor; the slot holds the 4 phases */
             tens_init(&p->tens[tt], xl_conv_out(X), H + 2 * X->bin - 1, W + 2 * X->bin - 1, bf16, cb);
+        } else if (X->phase_in) { /* reads the 4 phases of the previous temporary (cur) */
+            tens_init(&p->tens[tt], X->cout, p->tens[cur].H, p->tens[cur].W, bf16, cb);
         } else if (X->kind == X_FINAL) {
             tens_init(&p->tens[tt], X->xout, H + 2 * X->bin - X->kh + 1, W + 2 * X->bin, 0, bf16 ? 0 : cb);
         } else if (X->kind == X_UPSAMPLE) {
@@ -491,11 +511,11 @@ static int plan_geometry(const sty_model *m, const xlayer *xl, int bf16, int cb,
         } else if (X->kind == X_HEAD) {
             tens_init(&p->tens[tt], X->cout, oh, ow, 0, bf16 ? 0 : cb);
         }
-        if (X->kind != X_CONV) {
+        if (X->kind != X_CONV || X->phase_in) {
             p->slot[tt] = first_free(busy, nb);
             busy[nb++] = p->slot[tt];
         }
-        if (!tmp_only) {
+        if (!tmp_only && !X->defer) {
             tens_init(&p->tens[to], X->cout, oh + 2 * X->bout, ow + 2 * X->bout, bf16, cb);
             if (L->add_skip && X->skip_fusable &&
                 (skip < 0 || p->tens[skip].H != p->tens[to].H || p->tens[skip].W != p->tens[to].W ||
@@ -512,7 +532,7 @@ static int plan_geometry(const sty_model *m, const xlayer *xl, int bf16, int cb,
             if (p->slot[t] >= 0) {
                 if (p->slot[t] >= NSLOT)
                     return -2;
-                size_t b = tens_bytes(&p->tens[t]) * (t == tt && X->split ? 4 : 1);
+                size_t b = tens_bytes(&p->tens[t]) * (t == tt && (X->split || X->phase_in) ? 4 : 1);
                 if (b > p->slot_bytes[p->slot[t]])
                     p->slot_bytes[p->slot[t]] = b;
             }
@@ -523,7 +543,7 @@ static int plan_geometry(const sty_model *m, const xlayer *xl, int bf16, int cb,
         }
         if (L->add_skip)
             skip = -1;
-        cur = to;
+        cur = X->defer ? tt : to;
         H = oh;
         W = ow;
     }
@@ -632,15 +652,19 @@ static int step_create(dnnl_state *st, plan *p, int li)
      * Layers without a norm always take theirs as post-ops; SELF-mode norm
      * layers run them in the normalization pass. */
     const int can_post = (p->fixed || L->norm < 0) && !(L->add_skip && !X->skip_fusable);
-    const sty_tens *src = &p->tens[X->kind == X_UPSAMPLE ? 2 + 2 * li : li == 0 ? 0 : 1 + 2 * (li - 1)];
-    const sty_tens *dst = &p->tens[X->kind == X_CONV || X->kind == X_UPSAMPLE ? 1 + 2 * li : 2 + 2 * li];
+    const sty_tens *src = &p->tens[X->kind == X_UPSAMPLE ? 2 + 2 * li
+                                   : li == 0                 ? 0
+                                   : X->phase_in             ? 2 + 2 * (li - 1)
+                                                             : 1 + 2 * (li - 1)];
+    const sty_tens *dst = &p->tens[(X->kind == X_CONV && !X->phase_in) || X->kind == X_UPSAMPLE ? 1 + 2 * li
+                                                                                              : 2 + 2 * li];
     pstep *s = &p->steps[li];
     dnnl_memory_desc_t smd, dmd, wmd, bmd, cmd;
     const int G = X->groups, xo = xl_conv_out(X);
     dnnl_dims_t wdims = {xo, X->cin, X->kh, X->kw}, bdims = {xo}, cdims = {1, xo, 1, 1};
     dnnl_dims_t gdims = {G, xo / G, X->cin / G, X->kh, X->kw};
     int pl = 0, prh = 0, prw = 0;
-    if (X->kind == X_CONV || X->kind == X_UPSAMPLE || X->kind == X_HEAD) {
+    if ((X->kind == X_CONV && !X->phase_in) || X->kind == X_UPSAMPLE || X->kind == X_HEAD) {
         pl = X->bout * X->stride - X->bin + X->kh / 2;
         prh = (dst->H - 1) * X->stride + X->kh - src->H - pl;
         prw = (dst->W - 1) * X->stride + X->kw - src->W - pl;
@@ -931,7 +955,7 @@ static int run_plan(dnnl_state *st, plan *p, const sty_run *r)
         const sty_layer *L = &m->layers[li];
         const xlayer *X = &st->xl[li];
         const sty_tens *out = &p->tens[1 + 2 * li], *tmp = &p->tens[2 + 2 * li];
-        const int direct = X->kind == X_CONV || X->kind == X_UPSAMPLE; /* the convolution writes `out` */
+        const int direct = (X->kind == X_CONV && !X->phase_in) || X->kind == X_UPSAMPLE; /* the conv writes `out` */
         if (L->save_skip) {
             skip = cur;
             skip_b = X->bsrc;
@@ -945,9 +969,11 @@ static int run_plan(dnnl_state *st, plan *p, const sty_run *r)
                 t0 = t1;
             }
         }
-        const size_t phase_bytes = X->split ? tens_bytes(tmp) : 0;
-        for (int ph = 0; ph < (X->split ? 4 : 1); ph++)
-            if ((ret = exec_step(st, p, li, ph, X->kind == X_UPSAMPLE ? tmp->p : p->tens[cur].p,
+        const size_t phase_bytes = X->split || X->phase_in ? tens_bytes(tmp) : 0;
+        const size_t src_phase_bytes = X->phase_in ? tens_bytes(&p->tens[cur]) : 0;
+        for (int ph = 0; ph < (phase_bytes ? 4 : 1); ph++)
+            if ((ret = exec_step(st, p, li, X->split ? ph : 0,
+                                 X->kind == X_UPSAMPLE ? tmp->p : (char *)p->tens[cur].p + ph * src_phase_bytes,
                                  direct ? out->p : (char *)tmp->p + ph * phase_bytes, skip >= 0 ? p->tens[skip].p : NULL)))
                 return ret;
         if (st->profile) {
@@ -964,7 +990,11 @@ static int run_plan(dnnl_state *st, plan *p, const sty_run *r)
                 st->prof_pass[3 * li] += now_s() - t0;
             break;
         }
-        if (X->kind == X_SUBPIX)
+        if (X->defer) { /* the next layer reads the phases; no norm, skip or border here */
+            cur = 2 + 2 * li;
+            continue;
+        }
+        if (X->kind == X_SUBPIX || X->phase_in)
             sty_k_shuffle(&k, tmp, phase_bytes, out, X->bout - 1);
         if (st->profile) {
             t1 = now_s();
