@@ -310,13 +310,13 @@ static int xl_geometry(const sty_model *m, xlayer *xl)
     }
     /* Defer a grouped sub-pixel layer's depth-to-space past the 1x1 conv
      * after it (the live layout's up1.dw, up1.pw: 64 -> 32 channels), so
-     * that it moves half the data. Its own output must need nothing but a
-     * per-element post-op (no norm, no skip). */
+     * that it moves half the data. Its own output must need no pass (no
+     * norm, skip or ReLU: the pass would have no tensor to run on). */
     for (int li = 0; li + 1 < m->n_layers; li++) {
         const sty_layer *L = &m->layers[li], *NL = &m->layers[li + 1];
         xlayer *X = &xl[li], *N = &xl[li + 1];
-        if (X->kind == X_SUBPIX && X->split && L->norm < 0 && !L->add_skip && N->kind == X_CONV && N->kh == 1 &&
-            N->kw == 1 && N->stride == 1 && N->groups == 1 && !NL->save_skip && !NL->add_skip) {
+        if (X->kind == X_SUBPIX && X->split && L->norm < 0 && !L->add_skip && !L->relu && N->kind == X_CONV &&
+            N->kh == 1 && N->kw == 1 && N->stride == 1 && N->groups == 1 && !NL->save_skip && !NL->add_skip) {
             X->defer = 1;
             N->phase_in = 1;
         }
@@ -974,7 +974,8 @@ static int run_plan(dnnl_state *st, plan *p, const sty_run *r)
         for (int ph = 0; ph < (phase_bytes ? 4 : 1); ph++)
             if ((ret = exec_step(st, p, li, X->split ? ph : 0,
                                  X->kind == X_UPSAMPLE ? tmp->p : (char *)p->tens[cur].p + ph * src_phase_bytes,
-                                 direct ? out->p : (char *)tmp->p + ph * phase_bytes, skip >= 0 ? p->tens[skip].p : NULL)))
+                                 direct ? out->p : (char *)tmp->p + ph * phase_bytes,
+                                 skip >= 0 ? p->tens[skip].p : NULL)))
                 return ret;
         if (st->profile) {
             t1 = now_s();
