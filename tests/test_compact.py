@@ -4,7 +4,8 @@ PyTorch module it shares with training (tools/stylize_nets/compact.py).
 * `full` mode, ref and dnnl fp32, vs PyTorch float64 on random-weight models
   (live_spec() defaults; full residual blocks and full upsampling; no
   space-to-depth; pixel shuffle 4 with a 5x5 stem; an odd layer list, see
-  odd_spec()) at 1x1, 7x5 and 333x517:
+  odd_spec(); two depthwise upsampling stages, see dw_upsampling_spec()) at
+  1x1, 7x5 and 333x517:
   every 8-bit value within 1 level, few off by one.
 * tiled == untiled in `tin` mode (ref and dnnl fp32: within 1 level; dnnl
   bf16: within 2), with tiles that start on multiples of the model's total
@@ -52,7 +53,21 @@ def odd_spec():
     return {"version": 1, "space_to_depth": 2, "pixel_shuffle": 2, "layers": layers}, shapes
 
 
+def dw_upsampling_spec():
+    """Two depthwise upsampling stages (dnnl runs each as four 2x2 convs,
+    one per output phase): the first with a ReLU, so its depth-to-space
+    comes before its 1x1 conv, the second without, so its 1x1 conv runs on
+    the four phases and the depth-to-space follows it."""
+    spec, shapes = live_spec(blocks=1, up_widths=(16, 8), shuffle=1)
+    spec = copy.deepcopy(spec)
+    for layer in spec["layers"]:
+        if layer["conv"] == "up1.dw":
+            layer["relu"] = True
+    return spec, shapes
+
+
 SPECS["odd"] = (odd_spec, 9)
+SPECS["dw-upsampling"] = (dw_upsampling_spec, 10)
 SIZES = [(1, 1), (7, 5), (333, 517)]  # W x H
 
 
