@@ -59,9 +59,10 @@
  * different (summed) weights: their last-bit differences would be
  * amplified into visible noise (a black frame would come out textured).
  * So a channel whose variance is at most its rounding-noise floor is
- * treated as constant (scale 0, output beta), in both norm modes: for the
- * sub-pixel layers (and, in bf16, where the thumbnail and the tiles round
- * differently, every layer) the floor is (r * M)^2 with M = sum |w| *
+ * treated as constant (scale 0, output beta), in both norm modes: for a
+ * norm at or after a sub-pixel layer (a compact network's depthwise one has
+ * none; the 1x1 conv after it normalizes) (and, in bf16, where the
+ * thumbnail and the tiles round differently, every layer) the floor is (r * M)^2 with M = sum |w| *
  * bound of |input| per output channel, r = 2^-16 (fp32) or 2^-12 (bf16),
  * far below the variance of real content; elsewhere it is 0 (a constant
  * channel gives exactly beta).
