@@ -95,15 +95,13 @@ def head_inputs(net, x):
     return torch.cat([cols, torch.ones(1, cols.shape[1], dtype=torch.float64)])
 
 
-def photo_stats(net, teacher, x):
-    """Sufficient statistics of one photo for the quadratic fit (float64):
+def photo_stats(net, t, x):
+    """Sufficient statistics of one photo x for the quadratic fit (float64):
     pixel Gram A and cross terms B; block-mean Gram Ab, cross terms Bb;
-    sums of squares of the targets; counts. teacher: a callable x -> its
-    output (1, 3, H, W), clamped to 0..255."""
+    sums of squares of the targets; counts. t: the teacher's output for x
+    (1, 3, H, W), 0..255."""
     p = net.shuffle
     X = head_inputs(net, x)  # (D, n), n = H/p * W/p
-    with torch.no_grad():
-        t = teacher(x)
     T = F.pixel_unshuffle(t.double(), p)[0].reshape(3 * p * p, -1)  # head channel order c*p*p + phase
     h2, w2 = x.shape[-2] // p, x.shape[-1] // p
     q = BLOCK // p
@@ -223,9 +221,11 @@ def photo_paths(content):
     return paths
 
 
-def cached_stats(net, teacher, paths, args, key):
+def cached_stats(net, teacher, paths, args, key, teacher_key):
     """Statistics of each photo, cached under --work by photo, long side and
-    the hashes of both models."""
+    the hashes of both models; the teacher's outputs are cached apart (by
+    the teacher's hash), so that refitting another twin of the same teacher
+    does not run the teacher again."""
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     total = None
@@ -234,7 +234,14 @@ def cached_stats(net, teacher, paths, args, key):
         if f.is_file():
             s = torch.load(f)
         else:
-            s = photo_stats(net, teacher, load_photo(path, args.long_side))
+            x = load_photo(path, args.long_side)
+            tf = work / ("teacher_%s_%s_%d.pt" % (teacher_key, path.stem, args.long_side))
+            if tf.is_file():
+                t = torch.load(tf).float()
+            else:
+                t = teacher(x)
+                torch.save(t.to(torch.uint8) if args.teacher_runner == "engine" else t, tf)
+            s = photo_stats(net, t, x)
             torch.save(s, f)
         total = add_stats(total, s)
         if (i + 1) % 50 == 0:
@@ -295,13 +302,14 @@ def refit(args):
     order = np.random.default_rng(args.seed).permutation(len(paths))
     fit_paths = [paths[i] for i in order[:args.photos]]
     check_paths = [paths[i] for i in order[args.photos:args.photos + args.check]]
-    key = hashlib.sha256((stylize_safetensors.file_sha256(args.model) + stylize_safetensors.file_sha256(
-        args.teacher) + args.teacher_runner).encode()).hexdigest()[:16]
+    teacher_key = hashlib.sha256((stylize_safetensors.file_sha256(args.teacher) + args.teacher_runner)
+                                 .encode()).hexdigest()[:16]
+    key = hashlib.sha256((stylize_safetensors.file_sha256(args.model) + teacher_key).encode()).hexdigest()[:16]
     log("%s: fitting the head (%s) on %d photographs at %d px, checking on %d others"
         % (Path(args.model).name, "x".join(str(d) for d in net._convs[-1].weight.shape),
            len(fit_paths), args.long_side, len(check_paths)))
-    fit = cached_stats(net, teacher, fit_paths, args, key)
-    check = cached_stats(net, teacher, check_paths, args, key) if check_paths else None
+    fit = cached_stats(net, teacher, fit_paths, args, key, teacher_key)
+    check = cached_stats(net, teacher, check_paths, args, key, teacher_key) if check_paths else None
     pp = net.shuffle * net.shuffle
     W0 = head_matrix(net)
     W = solve(W0, fit, pp, args.pixel_weight, args.block_weight, args.ridge, args.stay)
