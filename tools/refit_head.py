@@ -34,7 +34,6 @@ import argparse
 import hashlib
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -44,6 +43,7 @@ import torch.nn.functional as F
 
 TOOLS = Path(__file__).resolve().parent
 sys.path.insert(0, str(TOOLS))
+import style_quality  # noqa: E402
 import stylize_safetensors  # noqa: E402
 import torch_reference as tr  # noqa: E402
 from stylize_nets import compact  # noqa: E402
@@ -63,16 +63,10 @@ def log(msg):
 
 
 def load_photo(path, long_side):
-    """float32 (1, 3, H, W) 0..255, Lanczos-scaled to long_side (as
-    tools/style_quality.py loads Kodak) and cropped to multiples of 8, so
-    blocks and the twin's stride line up without extension."""
-    from PIL import Image
-    with Image.open(path) as im:
-        im = im.convert("RGB")
-        s = long_side / max(im.size)
-        if s != 1:
-            im = im.resize((max(1, round(im.width * s)), max(1, round(im.height * s))), Image.LANCZOS)
-        a = np.asarray(im)
+    """float32 (1, 3, H, W) 0..255, scaled as tools/style_quality.py scales
+    Kodak and cropped to multiples of 8, so blocks and the twin's stride
+    line up without extension."""
+    a = style_quality.load_photo(path, long_side)
     h, w = a.shape[0] // BLOCK * BLOCK, a.shape[1] // BLOCK * BLOCK
     if h == 0 or w == 0:
         raise RefitError("%s: smaller than %d pixels at long side %d" % (path, BLOCK, long_side))
@@ -126,27 +120,23 @@ class TorchTeacher:
 
 
 class EngineTeacher:
-    """The teacher as users run it: build/bin/stylize-image, `full` mode,
-    fp32, output rounded to 8 bits (as tools/style_quality.py measures);
+    """The teacher as users run it and as tools/style_quality.py measures
+    it (its Engine: build/bin/stylize-image, `full`, fp32, 8-bit output);
     some 20x faster than PyTorch on the CPU."""
 
     def __init__(self, path, threads, work):
-        self.exe = TOOLS.parent / "build" / "bin" / "stylize-image"
-        if not self.exe.is_file():
-            raise RefitError("%s is not built (make), or use --teacher-runner torch" % self.exe)
-        self.path, self.threads, self.work = str(path), threads, Path(work)
+        try:
+            self.engine = style_quality.Engine(max(1, threads), "fp32")
+        except style_quality.QualityError as e:
+            raise RefitError("%s, or use --teacher-runner torch" % e) from None
+        self.path, self.work = str(path), Path(work)
 
     def __call__(self, x):
-        from PIL import Image
-        src, out = self.work / "teacher_in.png", self.work / "teacher_out.png"
-        Image.fromarray(x[0].permute(1, 2, 0).round().clamp(0, 255).byte().numpy()).save(src)
-        r = subprocess.run([str(self.exe), "-m", self.path, "--mode", "full", "--precision", "fp32",
-                            "--backend", "dnnl", "--threads", str(max(1, self.threads)), str(src), str(out)],
-                           capture_output=True, text=True)
-        if r.returncode != 0:
-            raise RefitError("stylize-image -m %s: %s" % (self.path, r.stderr.strip()))
-        with Image.open(out) as im:
-            a = np.asarray(im.convert("RGB"))
+        img = x[0].permute(1, 2, 0).round().clamp(0, 255).byte().numpy()
+        try:
+            a = self.engine.stylize(self.path, img, self.work)
+        except style_quality.QualityError as e:
+            raise RefitError(str(e)) from None
         return torch.from_numpy(a.transpose(2, 0, 1).copy())[None].float()
 
 
@@ -292,7 +282,7 @@ def refit(args):
     teacher = TorchTeacher(args.teacher) if args.teacher_runner == "torch" else \
         EngineTeacher(args.teacher, args.threads, args.work)
     net = net.float().eval()
-    _, meta = stylize_safetensors.read(args.model)
+    tensors, meta = stylize_safetensors.read(args.model)
     if meta.get("teacher_sha256") and meta["teacher_sha256"] != stylize_safetensors.file_sha256(args.teacher):
         raise RefitError("%s was distilled from another file than %s (teacher_sha256 differs)"
                          % (args.model, args.teacher))
@@ -332,7 +322,6 @@ def refit(args):
         calib = [load_photo(p, args.long_side)[0] for p in fit_paths[:args.level_phases]]
         spread = compact.level_shuffle_phases(net, calib)
         log("phases levelled: largest spread %.2f -> %.2f levels (photos), %.2f -> %.2f (flat frame)" % spread)
-    tensors, meta = stylize_safetensors.read(args.model)
     tensors = dict(tensors)
     for k, v in net.state_dict().items():
         if k.startswith(net.layers[-1]["conv"] + "."):
