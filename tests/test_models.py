@@ -120,8 +120,8 @@ def test_live_twin_keeps_its_teachers_tones(release, name, shared, tmp_path):
     not stroke positions) to its teacher on two Kodak photographs (never
     trained on), so that a broken export or engine change shows. Measured
     with tools/style_quality.py --teacher over all 8 at 512 px: mosaic_live
-    24.41 dB, candy_live 21.14 (the issue's target, 25 dB, is not reached by
-    these two: models/README.md)."""
+    25.02 dB, candy_live 21.14 (the issue's target, 25 dB, is not reached by
+    candy_live: models/README.md)."""
     vals = []
     for img in ("kodim05", "kodim23"):
         src = tmp_path / (img + ".png")

@@ -148,6 +148,38 @@ def test_phase_mean_lines_the_shifts_up():
     assert pixel == pytest.approx(15) and block == pytest.approx(0)
 
 
+def test_alignment_tracking_measures_the_share_a_student_copies():
+    rng = np.random.default_rng(4)
+    img = rng.integers(0, 200, (35, 35, 3)).astype(np.uint8)
+
+    # a teacher whose tones follow the photo's alignment to its stride-4 grid: it brightens
+    # everything by a tenth of the mean of the pixels on the grid, which differs at each shift
+    def teacher(x, a=0.1):
+        return x.astype(np.float64) + a * x[::4, ::4].mean()
+    t = sq.aligned_outputs(teacher, img, 4, {})
+    assert len(t) == 16 and t[(0, 0)].shape == (32, 32, 3)
+
+    def summary(student):
+        return sq.tracking_summary(sq.alignment_tracking(t, sq.aligned_outputs(student, img, 4, {})))
+    same = summary(teacher)
+    assert same["explained"] == pytest.approx(1) and same["correlation"] == pytest.approx(1)
+    assert same["energy"] == pytest.approx(1)
+    # a steady student (the photo brightened by the same amount at every alignment) copies none
+    steady = summary(lambda x: x.astype(np.float64) + 10)
+    assert steady["explained"] == pytest.approx(0) and steady["correlation"] is None
+    assert steady["energy"] == 0
+    # half the teacher's dependence: a quarter of its energy is missed
+    half = summary(lambda x: teacher(x, 0.05))
+    assert half["explained"] == pytest.approx(0.75) and half["correlation"] == pytest.approx(1)
+    assert half["energy"] == pytest.approx(0.25)
+    # the opposite dependence is worse than none
+    assert summary(lambda x: teacher(x, -0.1))["explained"] == pytest.approx(-3)
+    # a steady student that draws the teacher's phase mean exactly is at distance 0 from it
+    mean = sum(t.values()) / 16
+    tr = sq.alignment_tracking(t, {k: mean for k in t})
+    assert tr["to_mean"] == pytest.approx(0) and tr["student"] == pytest.approx(0, abs=1e-9)
+
+
 def test_teacher_mode_against_itself(tmp_path, shared):
     r = run_tool("--teacher", STYLE, "-m", STYLE, "--long-side", 48, "--threads", 1, "--phase-mean",
                  "-o", tmp_path)
@@ -165,6 +197,12 @@ def test_teacher_mode_against_itself(tmp_path, shared):
     assert 5 < res["teacher_phase_mean_psnr"] < 60
     assert res["teacher_phase_mean_psnr"] < res["teacher_phase_mean_block_psnr"]
     assert "the teacher's phase mean (4 x 4 shifts)" in r.stdout
+    # a student that is its teacher follows every alignment as the teacher does
+    tr = res["alignment_tracking"]
+    assert tr["explained"] == pytest.approx(1) and tr["correlation"] == pytest.approx(1)
+    assert res["student_to_phase_mean_block_psnr"] == pytest.approx(
+        res["teacher_phase_mean_block_psnr"])
+    assert "the student reproduces 1.000" in r.stdout
 
 
 @pytest.mark.parametrize("args,msg", [

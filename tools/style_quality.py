@@ -61,8 +61,14 @@ for the photo itself, in pixels and block means (the region every shift
 covers). A twin that drew the same picture whatever a photo's alignment to
 that grid could at best hope for about this; a twin with the teacher's stride
 can do better by learning how the teacher's output depends on the alignment.
-It costs S*S - 2 more teacher runs per image (the photo's own output and
-the one-pixel shift's are at hand).
+It also measures whether the student has learnt that dependence: its own
+outputs for the same S*S shifts, and from both models' 8x8 block means, the
+share of the teacher's alignment dependence (its block means at each shift
+less their mean over the shifts) that the student's reproduces (1: all of
+it; 0: none, as a twin that paints the same whatever the alignment), their
+correlation, and the student's output against the teacher's phase mean (how
+near a steady twin's best it is). It costs S*S - 2 more teacher runs and
+S*S - 1 more student runs per image.
 
     tools/style_quality.py -m models/starry_night.safetensors -m models/mosaic.safetensors
     tools/style_quality.py --teacher models/starry_night.safetensors \\
@@ -411,21 +417,55 @@ def shift_by(img, dx, dy):
     return np.pad(img, ((dy, 0), (dx, 0), (0, 0)), mode="edge")[:h, :w]
 
 
-def phase_mean_mse(stylize, img, stride, known):
-    """(pixel MSE, block-mean MSE) between the mean of stylize(img shifted by every (dx, dy) in
-    [0, stride)^2), each shifted back, and the reference known[(0, 0)] (= stylize(img)), on the
-    region every shift covers: the photo less stride - 1 columns and rows at its right and bottom.
-    known: the outputs already at hand, {(dx, dy): stylize(shift_by(img, dx, dy))}."""
-    reference = known[(0, 0)]
+def aligned_outputs(stylize, img, stride, known):
+    """{(dx, dy): stylize(img shifted by (dx, dy)), shifted back} for every (dx, dy) in
+    [0, stride)^2, each on the region every shift covers: the photo less stride - 1 columns and
+    rows at its right and bottom (float64). known: the outputs already at hand,
+    {(dx, dy): stylize(shift_by(img, dx, dy))}; they are not drawn again."""
     h, w = img.shape[0] - (stride - 1), img.shape[1] - (stride - 1)
-    total = np.zeros((h, w, 3), np.float64)
+    outs = {}
     for dy in range(stride):
         for dx in range(stride):
             out = known[(dx, dy)] if (dx, dy) in known else stylize(shift_by(img, dx, dy))
             # output pixel (y + dy, x + dx) of the shifted photo is pixel (y, x) of the photo's
-            total += out[dy:dy + h, dx:dx + w]
-    mean, ref = total / stride ** 2, reference[:h, :w]
+            outs[(dx, dy)] = np.asarray(out[dy:dy + h, dx:dx + w], np.float64)
+    return outs
+
+
+def phase_mean_mse(stylize, img, stride, known, outs=None):
+    """(pixel MSE, block-mean MSE) between the mean of aligned_outputs(stylize, img, stride,
+    known) (or outs, when already drawn) and the reference known[(0, 0)] (= stylize(img)), on
+    the region every shift covers."""
+    outs = outs or aligned_outputs(stylize, img, stride, known)
+    mean, ref = sum(outs.values()) / len(outs), outs[(0, 0)]
     return mse(mean, ref), mse(block_means(mean), block_means(ref))
+
+
+def alignment_tracking(teacher_outs, student_outs):
+    """How much of the teacher's alignment dependence a student reproduces, in 8x8 block means.
+    Both: aligned_outputs() of one photo. The dependence of a model is its block means at each
+    alignment less their mean over the alignments; returns sums over the photo's blocks (add
+    them up over photos): "miss" |teacher's - student's|^2, "teacher" |teacher's|^2, "student"
+    |student's|^2, "cross" teacher's . student's, and "to_mean", the MSE between the student's
+    output for the photo itself and the teacher's phase mean (a steady twin's best target)."""
+    keys = sorted(teacher_outs)
+    bt = np.array([block_means(teacher_outs[k]) for k in keys])
+    bs = np.array([block_means(student_outs[k]) for k in keys])
+    dt, ds = bt - bt.mean(axis=0), bs - bs.mean(axis=0)
+    return {"miss": float(((dt - ds) ** 2).sum()), "teacher": float((dt ** 2).sum()),
+            "student": float((ds ** 2).sum()), "cross": float((dt * ds).sum()),
+            "to_mean": mse(bs[keys.index((0, 0))], bt.mean(axis=0))}
+
+
+def tracking_summary(sums):
+    """The summed alignment_tracking() dicts as ratios: "explained", 1 - miss / teacher (1: the
+    student moves its tones with the alignment as the teacher does, 0: not at all or no better
+    than a steady twin, < 0: it moves them otherwise); "correlation" of the two dependences;
+    "energy", the student's dependence against the teacher's."""
+    t, s = sums["teacher"], sums["student"]
+    return {"explained": 1 - sums["miss"] / t if t else None,
+            "correlation": sums["cross"] / np.sqrt(t * s) if t and s else None,
+            "energy": s / t if t else None}
 
 
 def teacher_mode(args):
@@ -456,11 +496,18 @@ def teacher_mode(args):
                 "teacher_shift_mse": mse(ts[:, 1:], t[:, :-1]),
                 "teacher_shift_block_mse": mse(block_means(ts[:, 1:]), block_means(t[:, :-1]))}
             if args.phase_mean:
-                pm, pbm = phase_mean_mse(lambda x: engine.stylize(teacher, x, tmp), img, stride,
-                                          {(0, 0): t, (1, 0): ts})
-                rows[path.stem].update(teacher_phase_mean_mse=pm, teacher_phase_mean_block_mse=pbm)
+                t_outs = aligned_outputs(lambda x: engine.stylize(teacher, x, tmp), img, stride,
+                                         {(0, 0): t, (1, 0): ts})
+                pm, pbm = phase_mean_mse(None, img, stride, None, t_outs)
+                s_outs = aligned_outputs(lambda x: engine.stylize(student, x, tmp), img, stride,
+                                         {(0, 0): s})
+                track = alignment_tracking(t_outs, s_outs)
+                rows[path.stem].update(teacher_phase_mean_mse=pm, teacher_phase_mean_block_mse=pbm,
+                                       student_to_phase_mean_block_mse=track.pop("to_mean"),
+                                       alignment=track)
             print("%s: %s done" % (PROG, path.stem), file=sys.stderr, flush=True)
-    mean = {k: float(np.mean([r[k] for r in rows.values()])) for k in next(iter(rows.values()))}
+    mean = {k: float(np.mean([r[k] for r in rows.values()])) for k in next(iter(rows.values()))
+            if k != "alignment"}
     res = {"teacher": str(teacher), "student": str(student), "long_side": long_side,
            "mode": "full", "precision": args.precision,
            "psnr": psnr_of_mse(mean["mse"]), "block_psnr": psnr_of_mse(mean["block_mse"]),
@@ -472,7 +519,12 @@ def teacher_mode(args):
     if args.phase_mean:
         res.update(teacher_stride=stride,
                    teacher_phase_mean_psnr=psnr_of_mse(mean["teacher_phase_mean_mse"]),
-                   teacher_phase_mean_block_psnr=psnr_of_mse(mean["teacher_phase_mean_block_mse"]))
+                   teacher_phase_mean_block_psnr=psnr_of_mse(mean["teacher_phase_mean_block_mse"]),
+                   student_to_phase_mean_block_psnr=psnr_of_mse(
+                       mean["student_to_phase_mean_block_mse"]),
+                   alignment_tracking=tracking_summary(
+                       {k: sum(r["alignment"][k] for r in rows.values())
+                        for k in ("miss", "teacher", "student", "cross")}))
     work = Path(args.output)
     work.mkdir(parents=True, exist_ok=True)
     # identical outputs have an infinite PSNR: null in the JSON, "inf" in the table
@@ -489,6 +541,13 @@ def teacher_mode(args):
         table += ("\nthe teacher's phase mean (%d x %d shifts) against its output: %.2f dB, "
                   "block means %.2f dB\n" % (stride, stride, res["teacher_phase_mean_psnr"],
                                              res["teacher_phase_mean_block_psnr"]))
+        tr = res["alignment_tracking"]
+        fmt = lambda v: "-" if v is None else "%.3f" % v  # noqa: E731
+        table += ("the student against the teacher's phase mean: block means %.2f dB; of the "
+                  "teacher's alignment dependence (block means) the student reproduces %s "
+                  "(correlation %s, its own dependence %s of the teacher's)\n" % (
+                      res["student_to_phase_mean_block_psnr"], fmt(tr["explained"]),
+                      fmt(tr["correlation"]), fmt(tr["energy"])))
     (work / "teacher.md").write_text(table)
     print(table, end="")
 
