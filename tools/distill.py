@@ -164,7 +164,10 @@ def build_parser():
                    "../shared/content/photos (default)")
     g.add_argument("--max-side", type=int, default=512, help=d)
     g.add_argument("--size", type=int, default=256, help="crop side " + d)
-    g.add_argument("--scale", default="0.5,1.0", help="random rescale range " + d)
+    # the targets and video frames show a twin whole photos at 512 px or larger: crops from photos
+    # shrunk to half size spend a small network on a scale it never runs at (docs/TRAINING.md)
+    g.add_argument("--scale", default="0.85,1.0", help="random rescale range of the photos "
+                   "(1 = --max-side) " + d)
     g.add_argument("--batch", type=int, default=16, help=d)
     g.add_argument("--iterations", type=int, default=20000, help=d)
     g.add_argument("--time-budget", type=float, default=0.0, help="stop after S seconds of training "
