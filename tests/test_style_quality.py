@@ -130,11 +130,12 @@ def test_phase_mean_lines_the_shifts_up():
     def same(x):
         calls.append(1)
         return x.astype(np.float64)
-    assert sq.phase_mean_mse(same, img, 4, {(0, 0): img.astype(np.float64)}) == (0, 0)
+    assert sq.phase_mean_mse(sq.aligned_outputs(same, img, 4,
+                                                {(0, 0): img.astype(np.float64)})) == (0, 0)
     assert len(calls) == 15  # the reference is not drawn again
     # an output at hand (the one-pixel shift's) is not drawn again either
-    assert sq.phase_mean_mse(same, img, 4, {(0, 0): img.astype(np.float64),
-                                             (1, 0): same(sq.shift_by(img, 1, 0))}) == (0, 0)
+    assert sq.phase_mean_mse(sq.aligned_outputs(same, img, 4, {
+        (0, 0): img.astype(np.float64), (1, 0): same(sq.shift_by(img, 1, 0))})) == (0, 0)
     assert len(calls) == 15 + 1 + 14
 
     # one that also dots its stride grid (16 levels at every 4th pixel of every 4th row): the
@@ -144,7 +145,7 @@ def test_phase_mean_lines_the_shifts_up():
         out = x.astype(np.float64)
         out[::4, ::4] += 16
         return out
-    pixel, block = sq.phase_mean_mse(dotted, img, 4, {(0, 0): dotted(img)})
+    pixel, block = sq.phase_mean_mse(sq.aligned_outputs(dotted, img, 4, {(0, 0): dotted(img)}))
     assert pixel == pytest.approx(15) and block == pytest.approx(0)
 
 

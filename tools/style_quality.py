@@ -432,11 +432,9 @@ def aligned_outputs(stylize, img, stride, known):
     return outs
 
 
-def phase_mean_mse(stylize, img, stride, known, outs=None):
-    """(pixel MSE, block-mean MSE) between the mean of aligned_outputs(stylize, img, stride,
-    known) (or outs, when already drawn) and the reference known[(0, 0)] (= stylize(img)), on
-    the region every shift covers."""
-    outs = outs or aligned_outputs(stylize, img, stride, known)
+def phase_mean_mse(outs):
+    """(pixel MSE, block-mean MSE) between the mean of aligned_outputs() and the output for the
+    photo itself, outs[(0, 0)], on the region every shift covers."""
     mean, ref = sum(outs.values()) / len(outs), outs[(0, 0)]
     return mse(mean, ref), mse(block_means(mean), block_means(ref))
 
@@ -498,7 +496,7 @@ def teacher_mode(args):
             if args.phase_mean:
                 t_outs = aligned_outputs(lambda x: engine.stylize(teacher, x, tmp), img, stride,
                                          {(0, 0): t, (1, 0): ts})
-                pm, pbm = phase_mean_mse(None, img, stride, None, t_outs)
+                pm, pbm = phase_mean_mse(t_outs)
                 s_outs = aligned_outputs(lambda x: engine.stylize(student, x, tmp), img, stride,
                                          {(0, 0): s})
                 track = alignment_tracking(t_outs, s_outs)
